@@ -1,0 +1,84 @@
+/* spec.h - the qvm file and the VM spec it describes.
+ *
+ * A qvm file is one YAML stream of three or four documents, each tagged by a
+ * top-level key `qvm`: `vm`, `user-data`, `meta-data` (also `metadata`) and
+ * optionally `network-config` (seed 000, section 3.1.2). The `vm` document
+ * uses virt-install's vocabulary; keys qvm does not support are errors that
+ * name them. This module parses and validates only: it touches no storage,
+ * starts nothing, and resolves nothing against the host (image versions,
+ * free ports and the accelerator are resolved by core/). */
+#ifndef QVM_SPEC_H
+#define QVM_SPEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+#define QVM_SPEC_MAX_FILE (1u << 20)   /* a qvm file larger than 1 MiB is refused */
+#define QVM_SPEC_MAX_DEPTH 64          /* YAML nesting limit */
+#define QVM_SPEC_MAX_PROPS 32          /* disk.zvol properties */
+
+enum qvm_net_type { QVM_NET_USER = 0, QVM_NET_NONE };
+enum qvm_graphics { QVM_GRAPHICS_NONE = 0, QVM_GRAPHICS_VNC };
+
+struct qvm_prop {
+    char *key;
+    char *value;
+};
+
+struct qvm_disk_spec {
+    char *base;             /* disk.zvol.base: "IMAGE", "IMAGE@vN" or "IMAGE@base" (required) */
+    char *target_name;      /* disk.zvol.name, or NULL (default: disk0) */
+    struct qvm_prop props[QVM_SPEC_MAX_PROPS];   /* other disk.zvol keys, for the clone */
+    size_t nprops;
+    uint64_t size_bytes;    /* disk.size (GiB, as virt-install), 0 = the image's size */
+    char *bus;              /* virtio (default), scsi, sata, ide */
+    char *cache;            /* none, writeback (default), writethrough, directsync, unsafe */
+    char *pool;             /* disk.pool or NULL for the default pool */
+};
+
+struct qvm_net_spec {
+    enum qvm_net_type type; /* network: user (default) | none */
+    char *model;            /* virtio (default), e1000, rtl8139 */
+    char *mac;              /* "52:54:00:..", or NULL to derive one */
+    int ssh_port;           /* host port forwarded to guest 22: 0 = choose automatically, -1 = none */
+};
+
+struct qvm_vm_spec {
+    char *name;             /* validated with qvm_name_valid */
+    uint64_t memory_mib;    /* memory: MiB as virt-install (default 1024) */
+    unsigned vcpus;         /* vcpus (default 1) */
+    char *cpu;              /* cpu: host-passthrough|host|host-model|max|MODEL (default host-model) */
+    char *accel;            /* virt-type / accel: auto (default) | kvm | tcg (virt-type qemu = tcg) */
+    char *machine;          /* machine: q35 (default) | pc */
+    char *os_variant;       /* accepted and recorded; qvm needs no OS database */
+    bool import;            /* accepted (qvm always imports) */
+    bool noautoconsole;     /* accepted (qvm never attaches a console on up) */
+    char *boot;             /* boot: hd (default), cdrom, network, comma-separated order */
+    enum qvm_graphics graphics;
+    struct qvm_disk_spec disk;
+    struct qvm_net_spec net;
+
+    /* The cloud-init documents as they go into the NoCloud seed. */
+    char *user_data;        /* "#cloud-config\n" + the document without its qvm line */
+    char *meta_data;        /* the document without its qvm line, instance-id and
+                               local-hostname added when absent */
+    char *network_config;   /* NULL when the file has no network-config document */
+    char *instance_id;      /* meta-data instance-id (given, or NAME-<random hex>) */
+    char *hostname;         /* meta-data local-hostname (given, or the VM name) */
+};
+
+/* Parses and validates a qvm file held in memory. FILENAME is used only in
+ * messages, which read "FILE:LINE:COL: key 'vm.disk.zvol.base': ...".
+ * On success fills *ret (release with qvm_spec_release). */
+int qvm_spec_parse(const char *filename, const char *data, size_t len,
+                   struct qvm_vm_spec *ret, struct qvm_error *err);
+
+/* Reads FILENAME (at most QVM_SPEC_MAX_FILE bytes) and parses it. */
+int qvm_spec_load(const char *filename, struct qvm_vm_spec *ret, struct qvm_error *err);
+
+void qvm_spec_release(struct qvm_vm_spec *spec);
+
+#endif

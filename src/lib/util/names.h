@@ -1,0 +1,26 @@
+/* names.h - validation of every name a user gives qvm (VMs, images, pools,
+ * versions). Checked once, at the edge, so that no user string reaches a
+ * path or an argv unchecked. */
+#ifndef QVM_NAMES_H
+#define QVM_NAMES_H
+
+#include <stdbool.h>
+
+#include "error.h"
+
+#define QVM_NAME_MAX 63
+
+/* [a-z0-9][a-z0-9._-]{0,62}, and not ending in ".tmp"-like reserved forms
+ * (no "..", no trailing '.') so it is always a safe single path component. */
+bool qvm_name_valid(const char *name);
+
+/* Fills ERR with "invalid KIND name 'NAME': why" and returns -EINVAL. */
+int qvm_name_check(const char *kind, const char *name, struct qvm_error *err);
+
+/* Parses "NAME", "NAME@vN" or "NAME@base" into the image name and the
+ * version ("" when none was given; "base" is returned as "v1").
+ * Buffers are QVM_NAME_MAX+1 bytes. */
+int qvm_image_ref_parse(const char *ref, char *ret_image, char *ret_version,
+                        struct qvm_error *err);
+
+#endif

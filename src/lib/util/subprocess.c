@@ -1,0 +1,220 @@
+#include "subprocess.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "strbuf.h"
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *qvm_last_line(const char *s)
+{
+    static char line[512];
+    line[0] = '\0';
+    if (!s)
+        return line;
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' '))
+        n--;
+    size_t start = n;
+    while (start > 0 && s[start - 1] != '\n')
+        start--;
+    size_t len = n - start;
+    if (len >= sizeof line)
+        len = sizeof line - 1;
+    memcpy(line, s + start, len);
+    line[len] = '\0';
+    return line;
+}
+
+char *qvm_argv_to_string(const char *const argv[])
+{
+    struct strbuf sb = STRBUF_INIT;
+    for (size_t i = 0; argv[i]; i++) {
+        if (i)
+            strbuf_addch(&sb, ' ');
+        const char *a = argv[i];
+        bool plain = *a != '\0';
+        for (const char *p = a; *p; p++)
+            if (!(strchr("-_./=:,@+%", *p) || (*p >= '0' && *p <= '9') ||
+                  (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+                plain = false;
+        if (plain) {
+            strbuf_addstr(&sb, a);
+        } else {
+            strbuf_addch(&sb, '\'');
+            for (const char *p = a; *p; p++) {
+                if (*p == '\'')
+                    strbuf_addstr(&sb, "'\\''");
+                else
+                    strbuf_addch(&sb, *p);
+            }
+            strbuf_addch(&sb, '\'');
+        }
+    }
+    return strbuf_detach(&sb, NULL);
+}
+
+void qvm_run_result_release(struct qvm_run_result *res)
+{
+    if (!res)
+        return;
+    free(res->out);
+    free(res->err);
+    res->out = res->err = NULL;
+    res->out_len = res->err_len = 0;
+}
+
+static void child_exec(const char *const argv[], int in_fd, int out_fd, int err_fd)
+{
+    /* Only async-signal-safe calls from here on. */
+    if (dup2(in_fd, 0) < 0 || (out_fd >= 0 && dup2(out_fd, 1) < 0) ||
+        (err_fd >= 0 && dup2(err_fd, 2) < 0))
+        _exit(127);
+    close_range(3, ~0U, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    setenv("LC_ALL", "C", 1);
+    execvp(argv[0], (char *const *)argv);
+    _exit(127);
+}
+
+static void read_into(int *fd, struct strbuf *sb, size_t max)
+{
+    char buf[8192];
+    ssize_t n = read(*fd, buf, sizeof buf);
+    if (n > 0) {
+        size_t room = sb->len < max ? max - sb->len : 0;
+        strbuf_add(sb, buf, (size_t)n < room ? (size_t)n : room);
+    } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+int qvm_run(const char *const argv[], const struct qvm_run_opts *opts,
+            struct qvm_run_result *res, struct qvm_error *err)
+{
+    static const struct qvm_run_opts defaults = { 0 };
+    if (!opts)
+        opts = &defaults;
+    int timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 10 * 60 * 1000;
+    size_t max = opts->max_output ? opts->max_output : 1 << 20;
+    struct strbuf out = STRBUF_INIT, errb = STRBUF_INIT;
+    int outp[2] = { -1, -1 }, errp[2] = { -1, -1 };
+    int null_fd = -1;
+    int r;
+
+    if (res)
+        memset(res, 0, sizeof *res);
+    null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null_fd < 0)
+        return qvm_err_errno(err, errno, "cannot open /dev/null");
+    if ((!opts->inherit_stdout && pipe2(outp, O_CLOEXEC) < 0) ||
+        (!opts->inherit_stderr && pipe2(errp, O_CLOEXEC) < 0)) {
+        r = qvm_err_errno(err, errno, "cannot create pipe for %s", argv[0]);
+        goto out_close;
+    }
+
+    pid_t pid = fork();
+    if (pid < 0) {
+        r = qvm_err_errno(err, errno, "cannot start %s", argv[0]);
+        goto out_close;
+    }
+    if (pid == 0)
+        child_exec(argv, opts->use_stdin_fd ? opts->stdin_fd : null_fd,
+                   opts->inherit_stdout ? -1 : outp[1], opts->inherit_stderr ? -1 : errp[1]);
+
+    if (outp[1] >= 0) { close(outp[1]); outp[1] = -1; }
+    if (errp[1] >= 0) { close(errp[1]); errp[1] = -1; }
+
+    long long deadline = now_ms() + timeout_ms;
+    bool timed_out = false, reaped = false;
+    int wstatus = 0;
+    for (;;) {
+        if (!reaped) {
+            pid_t w = waitpid(pid, &wstatus, WNOHANG);
+            if (w == pid)
+                reaped = true;
+        }
+        if (outp[0] < 0 && errp[0] < 0 && reaped)
+            break;
+        /* A daemonizing child (qemu -daemonize) may leave a grandchild holding
+         * the pipes for a moment: once our child is gone, drain what is ready
+         * and stop instead of waiting for EOF. */
+        struct pollfd pfd[2];
+        int n = 0;
+        if (outp[0] >= 0) pfd[n++] = (struct pollfd){ .fd = outp[0], .events = POLLIN };
+        if (errp[0] >= 0) pfd[n++] = (struct pollfd){ .fd = errp[0], .events = POLLIN };
+        long long left = deadline - now_ms();
+        if (left <= 0) {
+            timed_out = true;
+            break;
+        }
+        int wait_ms = reaped ? 20 : (n ? (left > 50 ? 50 : (int)left) : 10);
+        int pr = n ? poll(pfd, (nfds_t)n, wait_ms) : (usleep((useconds_t)wait_ms * 1000), 0);
+        if (pr < 0 && errno != EINTR)
+            break;
+        if (pr == 0 && reaped)
+            break;
+        for (int i = 0; i < n; i++) {
+            if (!(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            if (pfd[i].fd == outp[0])
+                read_into(&outp[0], &out, max);
+            else if (pfd[i].fd == errp[0])
+                read_into(&errp[0], &errb, max);
+        }
+    }
+    if (!reaped) {
+        if (timed_out)
+            kill(pid, SIGKILL);
+        while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
+            ;
+    }
+
+    int status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus)
+               : WIFSIGNALED(wstatus) ? 128 + WTERMSIG(wstatus) : 255;
+    if (timed_out)
+        r = qvm_err(err, ETIMEDOUT, "%s timed out after %d s and was killed", argv[0],
+                    timeout_ms / 1000);
+    else if (status == 127 && WIFEXITED(wstatus) && errb.len == 0)
+        r = qvm_err(err, ENOENT, "cannot run %s: not found or not executable", argv[0]);
+    else if (status != 0)
+        r = qvm_err(err, EIO, "%s failed (exit status %d)%s%s", argv[0], status,
+                    errb.len ? ": " : "", errb.len ? qvm_last_line(errb.buf) : "");
+    else
+        r = 0;
+    if (res) {
+        res->status = status;
+        res->timed_out = timed_out;
+        res->out = strbuf_detach(&out, &res->out_len);
+        res->err = strbuf_detach(&errb, &res->err_len);
+    }
+
+out_close:
+    strbuf_release(&out);
+    strbuf_release(&errb);
+    for (int i = 0; i < 2; i++) {
+        if (outp[i] >= 0) close(outp[i]);
+        if (errp[i] >= 0) close(errp[i]);
+    }
+    if (null_fd >= 0)
+        close(null_fd);
+    return r;
+}
