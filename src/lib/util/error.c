@@ -63,6 +63,16 @@ void qvm_err_clear(struct qvm_error *err)
 {
     if (err) {
         err->code = 0;
+        err->task = NULL;
         err->msg[0] = '\0';
     }
+}
+
+int qvm_err_task(struct qvm_error *err, const char *task)
+{
+    if (!err)
+        return -EIO;
+    if (!err->task)
+        err->task = task;
+    return -(err->code > 0 ? err->code : EIO);
 }

@@ -13,6 +13,8 @@
 
 struct qvm_error {
     int code;                   /* positive errno, 0 when no error */
+    const char *task;           /* static string: what qvm was doing, e.g.
+                                   "importing qvm file"; NULL: the verb's */
     char msg[QVM_ERROR_MAX];
 };
 
@@ -31,5 +33,9 @@ int qvm_err_wrap(struct qvm_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 void qvm_err_clear(struct qvm_error *err);
+
+/* Sets the task the error belongs to, unless one is set already. Returns
+ * -err->code so it can wrap a return: return qvm_err_task(err, "..."). */
+int qvm_err_task(struct qvm_error *err, const char *task);
 
 #endif

@@ -1,0 +1,90 @@
+/* cmd_up.c - qvm up FILE */
+#include <getopt.h>
+#include <stdio.h>
+
+#include "cli.h"
+#include "core/lifecycle.h"
+
+static int run_up(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "dry-run", no_argument, NULL, 'n' },
+        { "no-start", no_argument, NULL, 'S' },
+        { "pool", required_argument, NULL, 'p' },
+        CLI_COMMON_OPTIONS, { 0 },
+    };
+    struct qvm_up_opts up = { 0 };
+    int c;
+    while ((c = getopt_long(argc, argv, "np:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'n': up.dry_run = true; break;
+        case 'S': up.no_start = true; break;
+        case 'p': up.pool = optarg; break;
+        default:
+            if (!cli_common_option(cli, c, optarg))
+                return cli_usage(&cmd_up, "unknown option");
+        }
+    }
+    if (argc - optind != 1)
+        return cli_usage(&cmd_up, argc - optind ? "too many arguments" : "missing FILE");
+    if (cli_open(cli))
+        return 1;
+    struct qvm_error err = { 0 };
+    int r = qvm_up(&cli->ctx, argv[optind], &up, &err);
+    cli_close(cli);
+    if (r < 0)
+        return cli_fail("provisioning virtual machine", &err);
+    return 0;
+}
+
+const struct cli_command cmd_up = {
+    .name = "up",
+    .run = run_up,
+    .summary = "provision a VM from a qvm file and start it",
+    .help =
+        "Usage: qvm up [--dry-run] [--no-start] [--pool POOL] FILE\n"
+        "\n"
+        "Provisions the VM described by the qvm file FILE: clones its disk from the\n"
+        "image version named by vm.disk.zvol.base (copy-on-write, so it costs no time\n"
+        "or space), writes the cloud-init NoCloud seed from the user-data, meta-data\n"
+        "and optional network-config documents, and starts QEMU with a QMP socket, a\n"
+        "serial console and a guest-agent channel. Returns once QEMU reports the VM\n"
+        "running; cloud-init then configures the guest on its first boot (see\n"
+        "'qvm wait').\n"
+        "\n"
+        "Everything in the file is validated before anything is changed. Each step\n"
+        "after that is journaled: if one fails, every earlier step is undone; if qvm\n"
+        "is killed, the next qvm command undoes them. Anything that could not be\n"
+        "undone is named in the error.\n"
+        "\n"
+        "The qvm file holds three YAML documents, each with a top-level 'qvm' key:\n"
+        "  qvm: vm              the VM, in virt-install's vocabulary: name, memory\n"
+        "                       (MiB), vcpus, cpu, machine, virt-type/accel, boot,\n"
+        "                       graphics (none|vnc), network (user|none, or a mapping\n"
+        "                       with type, model, mac, ssh-port), os-variant, import,\n"
+        "                       noautoconsole, and disk: {bus, size (GiB), cache, pool,\n"
+        "                       zvol: {base: IMAGE[@vN], name, clone properties...}}\n"
+        "  qvm: user-data       cloud-init user-data, sent as #cloud-config unchanged\n"
+        "  qvm: meta-data       cloud-init meta-data ('metadata' is accepted too)\n"
+        "  qvm: network-config  optional cloud-init network configuration\n"
+        "An option qvm does not support is an error that names it.\n"
+        "\n"
+        "With network 'user' (the default), guest port 22 is forwarded from a free\n"
+        "port on 127.0.0.1, shown here and by 'qvm ls'. The accelerator is KVM where\n"
+        "KVM can run an ordinary guest, else TCG (qvm says so once).\n"
+        "\n"
+        "Options:\n"
+        "  -n, --dry-run   validate everything and print what would be done\n"
+        "  --no-start      provision the VM but do not start it ('qvm start' does)\n"
+        "  -p, --pool POOL the pool for the VM's disk (default: disk.pool, else the\n"
+        "                  pool holding the image)\n"
+        "\n"
+        "Errors (exit status 1): 'Error importing qvm file: FILE:LINE:COL: key ...'\n"
+        "for anything wrong in the file; 'Error provisioning virtual machine: ...'\n"
+        "for the rest (image or version missing, VM exists, clone, seed or QEMU\n"
+        "failure), followed by what rollback could not undo, if anything.\n"
+        "\n"
+        "Examples:\n"
+        "  qvm up --dry-run web1.yaml\n"
+        "  qvm up web1.yaml && qvm wait web1\n",
+};

@@ -1,0 +1,54 @@
+#include "context.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/journal.h"
+
+int qvm_ctx_init(struct qvm_ctx *ctx, const char *root, struct qvm_ui *ui, struct qvm_error *err)
+{
+    memset(ctx, 0, sizeof *ctx);
+    ctx->ui = ui;
+    const char *qemu = getenv("QVM_QEMU");
+    ctx->qemu_binary = qemu && *qemu ? qemu : "qemu-system-x86_64";
+    ctx->default_pool = "default";
+    int r = qvm_paths_init(&ctx->paths, root, err);
+    if (r < 0)
+        return r;
+    r = qvm_paths_ensure(&ctx->paths, err);
+    if (r < 0)
+        return r;
+    r = qvm_journal_recover(ctx, err);
+    return r < 0 ? r : 0;
+}
+
+void qvm_ctx_release(struct qvm_ctx *ctx)
+{
+    qvm_paths_release(&ctx->paths);
+}
+
+int qvm_fault_point(const char *step, struct qvm_error *err)
+{
+    const char *trace = getenv("QVM_FAULT_TRACE");
+    if (trace && *trace) {
+        int fd = open(trace, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            if (write(fd, step, strlen(step)) < 0 || write(fd, "\n", 1) < 0) {
+                /* tracing is best effort */
+            }
+            close(fd);
+        }
+    }
+    const char *fault = getenv("QVM_FAULT");
+    if (!fault || !*fault)
+        return 0;
+    if (strncmp(fault, "kill:", 5) == 0 && strcmp(fault + 5, step) == 0)
+        raise(SIGKILL);
+    if (strcmp(fault, step) == 0)
+        return qvm_err(err, EIO, "injected failure after step '%s' (QVM_FAULT)", step);
+    return 0;
+}

@@ -1,0 +1,23 @@
+/* doctor.h - finds (and with repair, fixes) what a crash or a hand-edit can
+ * leave behind: journals whose rollback failed, detached bundles not yet
+ * freed, partial image copies, disks without a VM, runtime files without a
+ * process, and QEMU processes qvm started for VMs that no longer exist. */
+#ifndef QVM_CORE_DOCTOR_H
+#define QVM_CORE_DOCTOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/context.h"
+
+struct qvm_finding {
+    char *kind;      /* journal, trash, partial, orphan-bundle, orphan-runtime, stale-runtime, orphan-qemu */
+    char *what;      /* a sentence naming the object */
+    bool fixed;      /* repaired in this run */
+};
+
+int qvm_doctor(struct qvm_ctx *ctx, bool repair, struct qvm_finding **ret, size_t *ret_n,
+               struct qvm_error *err);
+void qvm_findings_free(struct qvm_finding *f, size_t n);
+
+#endif

@@ -1,0 +1,105 @@
+#include "guest.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/vm.h"
+#include "runtime/qmp.h"
+#include "util/lock.h"
+#include "util/strbuf.h"
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Connects to the agent of VM NAME, retrying until DEADLINE while the guest
+ * boots. Fails at once if the VM is not running. */
+static int agent_connect(struct qvm_ctx *ctx, const char *name, long long deadline,
+                         struct qvm_qmp **ret, struct qvm_error *err)
+{
+    struct qvm_vm vm;
+    int r = qvm_vm_load(ctx, name, &vm, err);
+    if (r < 0)
+        return r;
+    for (;;) {
+        if (qvm_vm_pid(&vm) <= 0) {
+            r = qvm_err(err, ESRCH, "VM '%s' is not running", name);
+            break;
+        }
+        long long left = deadline - now_ms();
+        if (left <= 0) {
+            r = qvm_err(err, ETIMEDOUT, "the guest agent of VM '%s' did not answer in time", name);
+            break;
+        }
+        struct qvm_error e = { 0 };
+        r = qvm_qga_connect(vm.qga_socket, left < 5000 ? (int)left : 5000, ret, &e);
+        if (r == 0)
+            break;
+        usleep(500 * 1000);
+    }
+    qvm_vm_release(&vm);
+    return r;
+}
+
+int qvm_guest_exec(struct qvm_ctx *ctx, const char *name, const char *const argv[],
+                   const char *input, int timeout_s, struct qvm_exec_result *ret,
+                   struct qvm_error *err)
+{
+    memset(ret, 0, sizeof *ret);
+    long long deadline = now_ms() + (long long)timeout_s * 1000;
+    int lock = qvm_lock_object(ctx->paths.lock_dir, "agent", name, true, err);
+    if (lock < 0)
+        return lock;
+    struct qvm_qmp *q;
+    int r = agent_connect(ctx, name, deadline, &q, err);
+    if (r == 0) {
+        long long left = deadline - now_ms();
+        r = qvm_qga_exec(q, argv, input, left > 1000 ? (int)left : 1000, &ret->exit_status,
+                         &ret->out, &ret->out_len, &ret->err, &ret->err_len, err);
+        qvm_qmp_close(q);
+    }
+    qvm_unlock(lock);
+    return r;
+}
+
+void qvm_exec_result_release(struct qvm_exec_result *res)
+{
+    free(res->out);
+    free(res->err);
+    memset(res, 0, sizeof *res);
+}
+
+int qvm_guest_wait(struct qvm_ctx *ctx, const char *name, int timeout_s, char **ret_status,
+                   struct qvm_error *err)
+{
+    *ret_status = NULL;
+    qvm_say(ctx->ui, "Waiting for the guest agent and cloud-init of VM '%s' (up to %d s)", name,
+            timeout_s);
+    /* cloud-init status --wait blocks in the guest until cloud-init is done;
+     * its exit status says whether it succeeded (0), failed (1) or finished
+     * with recoverable errors (2). */
+    static const char *const argv[] = { "cloud-init", "status", "--wait", "--long", NULL };
+    struct qvm_exec_result res;
+    int r = qvm_guest_exec(ctx, name, argv, NULL, timeout_s, &res, err);
+    if (r < 0)
+        return r;
+    struct strbuf sb = STRBUF_INIT;
+    if (res.out_len)
+        strbuf_add(&sb, res.out, res.out_len);
+    if (res.err_len)
+        strbuf_add(&sb, res.err, res.err_len);
+    while (sb.len && (sb.buf[sb.len - 1] == '\n' || sb.buf[sb.len - 1] == ' '))
+        sb.buf[--sb.len] = '\0';
+    *ret_status = strbuf_detach(&sb, NULL);
+    if (res.exit_status != 0)
+        r = qvm_err(err, EIO, "cloud-init in VM '%s' reported errors (exit status %d): %s", name,
+                    res.exit_status, *ret_status);
+    qvm_exec_result_release(&res);
+    return r;
+}

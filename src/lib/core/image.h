@@ -1,0 +1,54 @@
+/* image.h - cloud images and their versions (seed 000 3.1.1, seed 001's
+ * life cycle). An import creates the image and its first immutable version
+ * v1 (also reachable as "base", the seed's @base); image.json beside the
+ * version data records each version's uuid, time, parent, size and state. */
+#ifndef QVM_CORE_IMAGE_H
+#define QVM_CORE_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/context.h"
+#include "storage/storage.h"
+
+#define QVM_IMAGE_JSON_MAX (1u << 20)
+
+struct qvm_image_version {
+    char *name;                /* v1, v2, ... */
+    char *uuid;
+    long long created;
+    char *parent;              /* NULL for v1 */
+    uint64_t size;             /* virtual size in bytes */
+    char *state;               /* published, ... */
+};
+
+struct qvm_image {
+    char *name;
+    char *pool;
+    char *source;              /* the file it was imported from */
+    struct qvm_image_version *versions;
+    size_t nversions;
+};
+
+/* Imports FILE (raw or qcow2) as image NAME in POOL (NULL: default pool).
+ * Atomic: on any failure nothing of the image remains (or the error names
+ * what could not be removed). */
+int qvm_image_import(struct qvm_ctx *ctx, const char *pool, const char *name, const char *file,
+                     struct qvm_error *err);
+
+/* Loads image NAME from whichever pool holds it (POOL if given). */
+int qvm_image_load(struct qvm_ctx *ctx, const char *pool, const char *name,
+                   struct qvm_image *ret, struct qvm_error *err);
+void qvm_image_release(struct qvm_image *img);
+
+/* Resolves "IMAGE", "IMAGE@vN" or "IMAGE@base" to a version that can be
+ * cloned: the newest published one when no version is given. */
+int qvm_image_resolve(struct qvm_ctx *ctx, const char *pool, const char *ref,
+                      struct qvm_image *ret_image, const struct qvm_image_version **ret_version,
+                      struct qvm_error *err);
+
+/* All images in all pools, sorted by name. */
+int qvm_image_list(struct qvm_ctx *ctx, struct qvm_image **ret, size_t *ret_n,
+                   struct qvm_error *err);
+
+#endif

@@ -1,0 +1,368 @@
+/* journal.c - one file per operation in flight, ROOT/var/lib/qvm/journal/
+ * ID.jnl, one JSON object per line:
+ *
+ *   {"op":"up","lock":"vm-hello","pid":4242,"started":1763776000}
+ *   {"undo":"rm_rf","path":"/var/lib/qvm/pools/default/vms/hello"}
+ *   {"undo":"kill_qemu","pidfile":"/run/qvm/vms/hello/qemu.pid"}
+ *
+ * A torn last line (the writer was killed mid-write) is ignored: the step it
+ * announced had not started. */
+#include "journal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "core/process.h"
+#include "util/fsutil.h"
+#include "util/lock.h"
+#include "util/strbuf.h"
+
+#define JOURNAL_MAX (1u << 20)
+
+struct qvm_journal {
+    struct qvm_ctx *ctx;
+    int fd;
+    char *path;
+    char *op;
+};
+
+static int append_record(struct qvm_journal *j, json_object *rec, struct qvm_error *err)
+{
+    const char *line = json_object_to_json_string_ext(rec, JSON_C_TO_STRING_PLAIN);
+    struct strbuf sb = STRBUF_INIT;
+    strbuf_addstr(&sb, line);
+    strbuf_addch(&sb, '\n');
+    json_object_put(rec);
+    size_t off = 0;
+    int r = 0;
+    while (off < sb.len) {
+        ssize_t n = write(j->fd, sb.buf + off, sb.len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r = qvm_err_errno(err, errno, "cannot write journal %s", j->path);
+            break;
+        }
+        off += (size_t)n;
+    }
+    strbuf_release(&sb);
+    if (r == 0 && fdatasync(j->fd) < 0)
+        r = qvm_err_errno(err, errno, "cannot sync journal %s", j->path);
+    return r;
+}
+
+int qvm_journal_begin(struct qvm_ctx *ctx, const char *op, const char *lock_kind,
+                      const char *lock_name, struct qvm_journal **ret, struct qvm_error *err)
+{
+    unsigned char rnd[6];
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+        return qvm_err_errno(err, errno, "cannot get random bytes for a journal name");
+    struct qvm_journal *j = xcalloc(1, sizeof *j);
+    j->ctx = ctx;
+    j->op = xasprintf("%s %s", op, lock_name);
+    j->path = xasprintf("%s/%ld-%d-%02x%02x%02x%02x%02x%02x.jnl", ctx->paths.journal_dir,
+                        (long)time(NULL), (int)getpid(), rnd[0], rnd[1], rnd[2], rnd[3],
+                        rnd[4], rnd[5]);
+    j->fd = open(j->path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    if (j->fd < 0) {
+        int r = qvm_err_errno(err, errno, "cannot create journal %s", j->path);
+        free(j->path);
+        free(j->op);
+        free(j);
+        return r;
+    }
+    if (flock(j->fd, LOCK_EX) < 0) {
+        int r = qvm_err_errno(err, errno, "cannot lock journal %s", j->path);
+        unlink(j->path);
+        close(j->fd);
+        free(j->path);
+        free(j->op);
+        free(j);
+        return r;
+    }
+    json_object *h = json_object_new_object();
+    json_object_object_add(h, "op", json_object_new_string(op));
+    char *lock = xasprintf("%s-%s", lock_kind, lock_name);
+    json_object_object_add(h, "lock", json_object_new_string(lock));
+    free(lock);
+    json_object_object_add(h, "subject", json_object_new_string(lock_name));
+    json_object_object_add(h, "pid", json_object_new_int(getpid()));
+    json_object_object_add(h, "started", json_object_new_int64(time(NULL)));
+    int r = append_record(j, h, err);
+    if (r == 0)
+        r = qvm_fsync_dir(ctx->paths.journal_dir, err);
+    if (r < 0) {
+        unlink(j->path);
+        close(j->fd);
+        free(j->path);
+        free(j->op);
+        free(j);
+        return r;
+    }
+    *ret = j;
+    return 0;
+}
+
+static int add_undo(struct qvm_journal *j, const char *kind, const char *k1, const char *v1,
+                    const char *k2, const char *v2, struct qvm_error *err)
+{
+    json_object *rec = json_object_new_object();
+    json_object_object_add(rec, "undo", json_object_new_string(kind));
+    json_object_object_add(rec, k1, json_object_new_string(v1));
+    if (k2)
+        json_object_object_add(rec, k2, json_object_new_string(v2));
+    return append_record(j, rec, err);
+}
+
+int qvm_journal_undo_rm_rf(struct qvm_journal *j, const char *path, struct qvm_error *err)
+{
+    return add_undo(j, "rm_rf", "path", path, NULL, NULL, err);
+}
+
+int qvm_journal_undo_kill_qemu(struct qvm_journal *j, const char *pid_file, struct qvm_error *err)
+{
+    return add_undo(j, "kill_qemu", "pidfile", pid_file, NULL, NULL, err);
+}
+
+int qvm_journal_undo_rename(struct qvm_journal *j, const char *from, const char *to,
+                            struct qvm_error *err)
+{
+    return add_undo(j, "rename", "from", from, "to", to, err);
+}
+
+static void journal_free(struct qvm_journal *j)
+{
+    if (j->fd >= 0)
+        close(j->fd);
+    free(j->path);
+    free(j->op);
+    free(j);
+}
+
+int qvm_journal_commit(struct qvm_journal *j, struct qvm_error *err)
+{
+    /* Delete before unlocking, so no one can mistake it for a dead run. */
+    int r = 0;
+    if (unlink(j->path) < 0)
+        r = qvm_err_errno(err, errno, "cannot remove journal %s", j->path);
+    else
+        r = qvm_fsync_dir(j->ctx->paths.journal_dir, err);
+    journal_free(j);
+    return r;
+}
+
+static const char *rec_str(json_object *rec, const char *key)
+{
+    json_object *v;
+    if (json_object_object_get_ex(rec, key, &v) && json_object_is_type(v, json_type_string))
+        return json_object_get_string(v);
+    return NULL;
+}
+
+/* Undoes one record; on failure appends a line to FAILED. */
+static void undo_one(json_object *rec, struct strbuf *failed)
+{
+    const char *kind = rec_str(rec, "undo");
+    struct qvm_error e = { 0 };
+    if (!kind)
+        return;
+    if (strcmp(kind, "rm_rf") == 0) {
+        const char *path = rec_str(rec, "path");
+        if (path && qvm_rm_rf(path, &e) < 0)
+            strbuf_addf(failed, "\n  %s was not removed (%s); remove it by hand", path, e.msg);
+    } else if (strcmp(kind, "kill_qemu") == 0) {
+        const char *pf = rec_str(rec, "pidfile");
+        pid_t pid = pf ? qvm_qemu_pid(pf) : 0;
+        if (pid > 0 && !qvm_process_kill_wait(pid, 5000))
+            strbuf_addf(failed, "\n  QEMU process %d did not exit after SIGKILL; kill it by hand",
+                        (int)pid);
+        if (pf)
+            unlink(pf);
+    } else if (strcmp(kind, "rename") == 0) {
+        const char *from = rec_str(rec, "from"), *to = rec_str(rec, "to");
+        /* The step moved FROM to TO; undoing moves it back if it moved. */
+        if (from && to && qvm_path_exists(to) && !qvm_path_exists(from) && rename(to, from) < 0)
+            strbuf_addf(failed, "\n  %s could not be moved back to %s (%s); move it by hand",
+                        to, from, strerror(errno));
+    } else {
+        strbuf_addf(failed, "\n  unknown journal record '%s'", kind);
+    }
+}
+
+/* Parses a journal's text into records (the header first). Torn last line
+ * ignored. Returns an array (caller puts). */
+static json_object *parse_journal(const char *text)
+{
+    json_object *arr = json_object_new_array();
+    const char *p = text;
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        if (!nl)
+            break;               /* torn write: the step had not started */
+        char *line = strndup(p, (size_t)(nl - p));
+        json_object *rec = line ? json_tokener_parse(line) : NULL;
+        free(line);
+        if (rec)
+            json_object_array_add(arr, rec);
+        p = nl + 1;
+    }
+    return arr;
+}
+
+static int rollback_records(json_object *arr, const char *op, struct qvm_error *err)
+{
+    struct strbuf failed = STRBUF_INIT;
+    for (size_t i = json_object_array_length(arr); i-- > 1;)
+        undo_one(json_object_array_get_idx(arr, i), &failed);
+    int r = 0;
+    if (failed.len)
+        r = qvm_err(err, EIO, "rolling back '%s' left changes behind:%s", op, failed.buf);
+    strbuf_release(&failed);
+    return r;
+}
+
+int qvm_journal_rollback(struct qvm_journal *j, struct qvm_error *err)
+{
+    char *text = NULL;
+    size_t len;
+    int r = qvm_read_file(j->path, JOURNAL_MAX, &text, &len, err);
+    if (r < 0) {
+        journal_free(j);
+        return qvm_err_wrap(err, "cannot roll back");
+    }
+    json_object *arr = parse_journal(text);
+    free(text);
+    r = rollback_records(arr, j->op, err);
+    json_object_put(arr);
+    if (r == 0) {
+        unlink(j->path);
+        qvm_fsync_dir(j->ctx->paths.journal_dir, NULL);
+    }
+    journal_free(j);
+    return r;
+}
+
+static bool is_journal_name(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 4 && strcmp(name + n - 4, ".jnl") == 0 && name[0] != '.';
+}
+
+/* Tries to take over one journal. Returns 1 if rolled back, 0 if it is
+ * held by a live process (or vanished), negative on error. */
+static int recover_one(struct qvm_ctx *ctx, const char *path, struct strbuf *report,
+                       struct qvm_error *err)
+{
+    char *text = NULL;
+    size_t len;
+    if (qvm_read_file(path, JOURNAL_MAX, &text, &len, NULL) < 0)
+        return 0;
+    json_object *arr = parse_journal(text);
+    free(text);
+    json_object *hdr = json_object_array_get_idx(arr, 0);
+    const char *lock = hdr ? rec_str(hdr, "lock") : NULL;
+    const char *op = hdr ? rec_str(hdr, "op") : NULL;
+    const char *subject = hdr ? rec_str(hdr, "subject") : NULL;
+    int lock_fd = -1, r = 0;
+    if (lock) {
+        /* Object lock first, then the journal's own, then re-check it is
+         * still there: the lock order every writer uses. */
+        char *lp = xasprintf("%s/%s.lock", ctx->paths.lock_dir, lock);
+        lock_fd = qvm_lock_path(lp, false, lock, NULL);
+        free(lp);
+        if (lock_fd < 0) {
+            json_object_put(arr);
+            return 0;
+        }
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0 || !qvm_path_exists(path)) {
+        if (fd >= 0)
+            close(fd);
+        qvm_unlock(lock_fd);
+        json_object_put(arr);
+        return 0;
+    }
+    char *desc = xasprintf("%s %s", op ? op : "operation", subject ? subject : "");
+    struct qvm_error e = { 0 };
+    if (rollback_records(arr, desc, &e) == 0) {
+        unlink(path);
+        qvm_fsync_dir(ctx->paths.journal_dir, NULL);
+        strbuf_addf(report, "%s'%s' was interrupted; rolled it back", report->len ? "\n" : "",
+                    desc);
+        r = 1;
+    } else {
+        strbuf_addf(report, "%s%s", report->len ? "\n" : "", e.msg);
+        r = qvm_err(err, EIO, "%s", e.msg);
+    }
+    free(desc);
+    close(fd);
+    qvm_unlock(lock_fd);
+    json_object_put(arr);
+    return r;
+}
+
+int qvm_journal_recover(struct qvm_ctx *ctx, struct qvm_error *err)
+{
+    DIR *d = opendir(ctx->paths.journal_dir);
+    if (!d) {
+        if (errno == ENOENT)
+            return 0;
+        return qvm_err_errno(err, errno, "cannot read journal directory %s",
+                             ctx->paths.journal_dir);
+    }
+    struct strbuf report = STRBUF_INIT;
+    int recovered = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!is_journal_name(de->d_name))
+            continue;
+        char *path = qvm_path_join(ctx->paths.journal_dir, de->d_name);
+        int r = recover_one(ctx, path, &report, NULL);
+        if (r > 0)
+            recovered++;
+        free(path);
+    }
+    closedir(d);
+    if (report.len)
+        qvm_warn(ctx->ui, "%s", report.buf);
+    strbuf_release(&report);
+    return recovered;
+}
+
+int qvm_journal_list_stale(struct qvm_ctx *ctx, char ***ret_descriptions, size_t *ret_n,
+                           struct qvm_error *err)
+{
+    *ret_descriptions = NULL;
+    *ret_n = 0;
+    DIR *d = opendir(ctx->paths.journal_dir);
+    if (!d)
+        return errno == ENOENT ? 0 : qvm_err_errno(err, errno, "cannot read %s",
+                                                    ctx->paths.journal_dir);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!is_journal_name(de->d_name))
+            continue;
+        char *path = qvm_path_join(ctx->paths.journal_dir, de->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            *ret_descriptions = xrealloc(*ret_descriptions, (*ret_n + 1) * sizeof(char *));
+            (*ret_descriptions)[(*ret_n)++] = xstrdup(path);
+        }
+        if (fd >= 0)
+            close(fd);
+        free(path);
+    }
+    closedir(d);
+    return 0;
+}

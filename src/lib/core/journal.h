@@ -1,0 +1,49 @@
+/* journal.h - undo journals that make every mutating operation atomic.
+ *
+ * Before each persistent step an operation appends (and syncs) the record
+ * that undoes it. On success the journal is deleted; on failure the records
+ * are undone in reverse order. A journal whose writer died (SIGKILL, power
+ * loss) is found by the next qvm command, which undoes it before doing
+ * anything else. A live writer holds an flock on its journal, so no one rolls
+ * back an operation still in progress; recovery also takes the operation's
+ * object lock (e.g. the VM's) so it never races a new operation on the same
+ * object. */
+#ifndef QVM_CORE_JOURNAL_H
+#define QVM_CORE_JOURNAL_H
+
+#include <stddef.h>
+
+#include "core/context.h"
+#include "util/error.h"
+
+struct qvm_journal;
+
+/* Starts a journal for operation OP (e.g. "up") on object LOCK_KIND-LOCK_NAME
+ * (the caller already holds that object lock). */
+int qvm_journal_begin(struct qvm_ctx *ctx, const char *op, const char *lock_kind,
+                      const char *lock_name, struct qvm_journal **ret, struct qvm_error *err);
+
+/* Undo records. Each is written and synced before the caller acts. */
+int qvm_journal_undo_rm_rf(struct qvm_journal *j, const char *path, struct qvm_error *err);
+int qvm_journal_undo_kill_qemu(struct qvm_journal *j, const char *pid_file, struct qvm_error *err);
+int qvm_journal_undo_rename(struct qvm_journal *j, const char *from, const char *to,
+                            struct qvm_error *err);
+
+/* The operation succeeded: the journal is deleted and freed. */
+int qvm_journal_commit(struct qvm_journal *j, struct qvm_error *err);
+
+/* The operation failed: undoes every record in reverse order, then deletes
+ * and frees the journal. Returns 0 if everything was undone; otherwise
+ * -EIO with a message listing each change that could not be undone (the
+ * journal is kept, so `qvm doctor --repair` can retry). */
+int qvm_journal_rollback(struct qvm_journal *j, struct qvm_error *err);
+
+/* Rolls back journals left by dead processes. Reports each through the ui.
+ * Returns the number recovered, or a negative errno. */
+int qvm_journal_recover(struct qvm_ctx *ctx, struct qvm_error *err);
+
+/* Lists journals that are not held by a live process (for doctor). */
+int qvm_journal_list_stale(struct qvm_ctx *ctx, char ***ret_descriptions, size_t *ret_n,
+                           struct qvm_error *err);
+
+#endif

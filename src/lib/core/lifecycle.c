@@ -1,0 +1,300 @@
+/* lifecycle.c - start, stop, rm and status of VMs. Provisioning (up) is in
+ * provision.c. Every verb holds the VM's lock for its whole run, so two qvm
+ * commands never work on one VM at once and never interleave on its QMP
+ * socket (seed 003's exclusive monitor access). */
+#include "lifecycle.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/process.h"
+#include "runtime/accel.h"
+#include "runtime/qemu.h"
+#include "runtime/qmp.h"
+#include "util/fsutil.h"
+#include "util/lock.h"
+#include "util/strbuf.h"
+#include "util/subprocess.h"
+
+static void remove_runtime_files(const struct qvm_vm *vm)
+{
+    unlink(vm->qmp_socket);
+    unlink(vm->console_socket);
+    unlink(vm->qga_socket);
+    unlink(vm->vnc_socket);
+    unlink(vm->pid_file);
+}
+
+static int query_status(const char *qmp_socket, char *buf, size_t len, struct qvm_error *err)
+{
+    struct qvm_qmp *q;
+    int r = qvm_qmp_connect(qmp_socket, 10000, &q, err);
+    if (r < 0)
+        return r;
+    json_object *ret = NULL;
+    r = qvm_qmp_execute(q, "query-status", NULL, 10000, &ret, err);
+    if (r == 0) {
+        json_object *st;
+        if (json_object_object_get_ex(ret, "status", &st))
+            snprintf(buf, len, "%s", json_object_get_string(st));
+        else
+            r = qvm_err(err, EPROTO, "query-status returned no status");
+    }
+    json_object_put(ret);
+    qvm_qmp_close(q);
+    return r;
+}
+
+int qvm_vm_start_qemu(struct qvm_ctx *ctx, struct qvm_vm *vm, struct qvm_journal *j,
+                      struct qvm_error *err)
+{
+    const char *accel;
+    char note[256] = "";
+    struct qvm_accel_probe probe = { .sysfs_root = getenv("QVM_SYSFS_ROOT") };
+    int r = qvm_accel_resolve(vm->spec.accel ? vm->spec.accel : "auto", &probe, &accel, note,
+                              sizeof note, err);
+    if (r < 0)
+        return r;
+    if (note[0])
+        qvm_warn(ctx->ui, "%s", note);
+    r = qvm_mkdir_p(vm->run_dir, 0700, err);
+    if (r < 0)
+        return r;
+    remove_runtime_files(vm);
+    struct qvm_qemu_config cfg = {
+        .spec = &vm->spec,
+        .qemu_binary = ctx->qemu_binary,
+        .accel = accel,
+        .disk_path = vm->disk_path,
+        .disk_format = vm->disk_format,
+        .disk_is_block = false,
+        .seed_path = vm->seed_path,
+        .qmp_socket = vm->qmp_socket,
+        .console_socket = vm->console_socket,
+        .console_log = vm->console_log,
+        .qga_socket = vm->qga_socket,
+        .vnc_socket = vm->vnc_socket,
+        .pid_file = vm->pid_file,
+        .mac = vm->mac,
+        .ssh_port = vm->ssh_port,
+    };
+    char **argv = qvm_qemu_argv(&cfg);
+    if (j && (r = qvm_journal_undo_kill_qemu(j, vm->pid_file, err)) < 0) {
+        qvm_argv_free(argv);
+        return r;
+    }
+    qvm_say(ctx->ui, "Starting QEMU (%s, %llu MiB, %u vCPU%s)", accel,
+            (unsigned long long)vm->spec.memory_mib, vm->spec.vcpus, vm->spec.vcpus == 1 ? "" : "s");
+    struct qvm_run_opts opts = { .timeout_ms = 60000 };
+    r = qvm_run((const char *const *)argv, &opts, NULL, err);
+    qvm_argv_free(argv);
+    if (r < 0)
+        return qvm_err_wrap(err, "QEMU could not start VM '%s'", vm->spec.name);
+    char status[64] = "";
+    r = query_status(vm->qmp_socket, status, sizeof status, err);
+    if (r < 0)
+        return qvm_err_wrap(err, "QEMU started but its monitor did not answer");
+    if (strcmp(status, "running") != 0)
+        return qvm_err(err, EIO, "QEMU started but reports status '%s', not running", status);
+    return 0;
+}
+
+static int lock_vm(struct qvm_ctx *ctx, const char *name, struct qvm_error *err)
+{
+    return qvm_lock_object(ctx->paths.lock_dir, "vm", name, false, err);
+}
+
+int qvm_start(struct qvm_ctx *ctx, const char *name, struct qvm_error *err)
+{
+    struct qvm_vm vm;
+    int lock = lock_vm(ctx, name, err);
+    if (lock < 0)
+        return lock;
+    int r = qvm_vm_load(ctx, name, &vm, err);
+    if (r < 0) {
+        qvm_unlock(lock);
+        return r;
+    }
+    pid_t pid = qvm_vm_pid(&vm);
+    if (pid > 0) {
+        qvm_say(ctx->ui, "VM '%s' is already running (pid %d)", name, (int)pid);
+        goto out;
+    }
+    struct qvm_journal *j = NULL;
+    r = qvm_journal_begin(ctx, "start", "vm", name, &j, err);
+    if (r == 0)
+        r = qvm_vm_start_qemu(ctx, &vm, j, err);
+    if (r == 0) {
+        r = qvm_journal_commit(j, err);
+        if (r == 0)
+            qvm_say(ctx->ui, "VM '%s' is running (pid %d)", name, (int)qvm_vm_pid(&vm));
+    } else if (j) {
+        struct qvm_error rb = { 0 };
+        if (qvm_journal_rollback(j, &rb) < 0)
+            qvm_err_wrap(err, "%s; also", rb.msg);
+        remove_runtime_files(&vm);
+    }
+out:
+    qvm_vm_release(&vm);
+    qvm_unlock(lock);
+    return r;
+}
+
+/* Stops the running QEMU of VM (lock held by the caller). */
+static int stop_locked(struct qvm_ctx *ctx, struct qvm_vm *vm, bool force, int timeout_s,
+                       struct qvm_error *err)
+{
+    pid_t pid = qvm_vm_pid(vm);
+    if (pid <= 0) {
+        remove_runtime_files(vm);
+        return 0;
+    }
+    struct qvm_qmp *q = NULL;
+    struct qvm_error e = { 0 };
+    if (qvm_qmp_connect(vm->qmp_socket, 5000, &q, &e) < 0)
+        q = NULL;           /* a wedged monitor: fall through to SIGKILL */
+    bool gone = false;
+    if (q && !force) {
+        qvm_say(ctx->ui, "Asking VM '%s' to power off (ACPI, up to %d s)", vm->spec.name, timeout_s);
+        if (qvm_qmp_execute(q, "system_powerdown", NULL, 5000, NULL, &e) == 0)
+            gone = qvm_process_wait_gone(pid, timeout_s * 1000);
+        if (!gone)
+            qvm_say(ctx->ui, "VM '%s' did not power off in %d s; stopping it", vm->spec.name,
+                    timeout_s);
+    }
+    if (!gone && q) {
+        qvm_qmp_execute(q, "quit", NULL, 5000, NULL, &e);
+        gone = qvm_process_wait_gone(pid, 10000);
+    }
+    if (q)
+        qvm_qmp_close(q);
+    if (!gone && !qvm_process_kill_wait(pid, 10000))
+        return qvm_err(err, EBUSY, "QEMU process %d of VM '%s' does not exit, even after SIGKILL",
+                       (int)pid, vm->spec.name);
+    remove_runtime_files(vm);
+    return 0;
+}
+
+int qvm_stop(struct qvm_ctx *ctx, const char *name, bool force, int timeout_s,
+             struct qvm_error *err)
+{
+    struct qvm_vm vm;
+    int lock = lock_vm(ctx, name, err);
+    if (lock < 0)
+        return lock;
+    int r = qvm_vm_load(ctx, name, &vm, err);
+    if (r < 0) {
+        qvm_unlock(lock);
+        return r;
+    }
+    if (qvm_vm_pid(&vm) <= 0) {
+        qvm_say(ctx->ui, "VM '%s' is not running", name);
+    } else {
+        r = stop_locked(ctx, &vm, force, timeout_s, err);
+        if (r == 0)
+            qvm_say(ctx->ui, "VM '%s' stopped", name);
+    }
+    qvm_vm_release(&vm);
+    qvm_unlock(lock);
+    return r;
+}
+
+int qvm_rm(struct qvm_ctx *ctx, const char *name, struct qvm_error *err)
+{
+    struct qvm_vm vm;
+    int lock = lock_vm(ctx, name, err);
+    if (lock < 0)
+        return lock;
+    int r = qvm_vm_load(ctx, name, &vm, err);
+    if (r < 0) {
+        qvm_unlock(lock);
+        return r;
+    }
+    struct qvm_journal *j = NULL;
+    char *trash = NULL;
+    if (qvm_vm_pid(&vm) > 0) {
+        r = stop_locked(ctx, &vm, true, 0, err);
+        if (r < 0)
+            goto out;
+    }
+    /* Renaming the bundle aside is the atomic step: after it the VM is gone
+     * for every other command; what follows only frees space. */
+    char *slash = strrchr(vm.bundle_dir, '/');
+    trash = xasprintf("%.*s/.deleting-%s-%ld", (int)(slash - vm.bundle_dir), vm.bundle_dir, name,
+                      (long)getpid());
+    r = qvm_journal_begin(ctx, "rm", "vm", name, &j, err);
+    if (r == 0)
+        r = qvm_journal_undo_rename(j, vm.bundle_dir, trash, err);
+    if (r == 0 && rename(vm.bundle_dir, trash) < 0)
+        r = qvm_err_errno(err, errno, "cannot remove VM '%s': rename of %s failed", name,
+                          vm.bundle_dir);
+    if (r == 0)
+        r = qvm_fault_point("bundle-detached", err);
+    if (r == 0) {
+        /* From here on the removal is committed: a crash leaves only the
+         * trash directory, which doctor cleans up. */
+        r = qvm_journal_commit(j, err);
+        j = NULL;
+        struct qvm_error e = { 0 };
+        if (qvm_rm_rf(trash, &e) < 0)
+            qvm_warn(ctx->ui, "VM '%s' is removed but %s is left: %s", name, trash, e.msg);
+        qvm_rm_rf(vm.run_dir, NULL);
+        qvm_say(ctx->ui, "VM '%s' and its disks removed", name);
+    }
+out:
+    if (j) {
+        struct qvm_error rb = { 0 };
+        if (qvm_journal_rollback(j, &rb) < 0)
+            qvm_err_wrap(err, "%s; also", rb.msg);
+    }
+    free(trash);
+    qvm_vm_release(&vm);
+    qvm_unlock(lock);
+    return r;
+}
+
+int qvm_status_all(struct qvm_ctx *ctx, struct qvm_vm_status **ret, size_t *ret_n,
+                   struct qvm_error *err)
+{
+    char **names;
+    size_t n;
+    *ret = NULL;
+    *ret_n = 0;
+    int r = qvm_vm_list_names(ctx, &names, &n, err);
+    if (r < 0)
+        return r;
+    struct qvm_vm_status *st = xcalloc(n ? n : 1, sizeof *st);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct qvm_error e = { 0 };
+        if (qvm_vm_load(ctx, names[i], &st[k].vm, &e) < 0) {
+            qvm_warn(ctx->ui, "%s", e.msg);
+            free(names[i]);
+            continue;
+        }
+        st[k].name = names[i];
+        st[k].pid = qvm_vm_pid(&st[k].vm);
+        st[k].state = st[k].pid > 0 ? "running" : "stopped";
+        st[k].uptime_s = st[k].pid > 0 ? qvm_process_uptime(st[k].pid) : -1;
+        k++;
+    }
+    free(names);
+    *ret = st;
+    *ret_n = k;
+    return 0;
+}
+
+void qvm_status_free(struct qvm_vm_status *st, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(st[i].name);
+        qvm_vm_release(&st[i].vm);
+    }
+    free(st);
+}

@@ -1,0 +1,301 @@
+/* provision.c - `qvm up`: seed 000's provisioning, made atomic.
+ *
+ * Everything is validated before the first persistent change (the dry-run
+ * point of seed 6.5). Then each persistent step journals its undo first:
+ * bundle created, disk cloned, seed written, definition written, QEMU
+ * started. A failure rolls back in reverse order; a SIGKILL leaves the
+ * journal for the next qvm command to roll back. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/image.h"
+#include "core/lifecycle.h"
+#include "runtime/accel.h"
+#include "runtime/qemu.h"
+#include "seed/seed.h"
+#include "util/fsutil.h"
+#include "util/lock.h"
+#include "util/names.h"
+#include "util/strbuf.h"
+#include "util/subprocess.h"
+
+#define TASK_FILE "importing qvm file"
+#define TASK_PROVISION "provisioning virtual machine"
+
+/* A free TCP port on 127.0.0.1: the kernel picks one from the ephemeral
+ * range. PORT != 0 checks that port instead. */
+static int local_port(int port, int *ret, struct qvm_error *err)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return qvm_err_errno(err, errno, "cannot create a socket to find a free port");
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    int r = 0;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+        r = port ? qvm_err(err, EADDRINUSE, "network ssh-port %d is already in use on 127.0.0.1", port)
+                 : qvm_err_errno(err, errno, "cannot find a free port on 127.0.0.1");
+    else if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+        r = qvm_err_errno(err, errno, "cannot read the chosen port");
+    else
+        *ret = ntohs(sa.sin_port);
+    close(fd);
+    return r;
+}
+
+static bool in_path(const char *prog)
+{
+    if (strchr(prog, '/'))
+        return access(prog, X_OK) == 0;
+    const char *path = getenv("PATH");
+    if (!path)
+        path = "/usr/bin:/bin";
+    char *copy = xstrdup(path), *save = NULL;
+    bool found = false;
+    for (char *d = strtok_r(copy, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
+        char *p = xasprintf("%s/%s", d, prog);
+        found = access(p, X_OK) == 0;
+        free(p);
+    }
+    free(copy);
+    return found;
+}
+
+static char *new_uuid(void)
+{
+    unsigned char b[16];
+    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
+        memset(b, 0, sizeof b);
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    return xasprintf("%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+                     b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
+                     b[12], b[13], b[14], b[15]);
+}
+
+static double gib(uint64_t bytes)
+{
+    return (double)bytes / (1024.0 * 1024 * 1024);
+}
+
+/* Every check that needs no change to the host. Fills VM (taking SPEC). */
+static int validate(struct qvm_ctx *ctx, struct qvm_vm_spec *spec, const struct qvm_up_opts *opts,
+                    struct qvm_vm *vm, struct qvm_pool *pool, struct qvm_disk_info *base,
+                    const char **accel, struct qvm_error *err)
+{
+    struct qvm_image img;
+    const struct qvm_image_version *ver;
+    int r;
+    if (strchr(spec->disk.base, '/'))
+        return qvm_err(err, ENOTSUP, "disk.zvol.base '%s' names a raw ZFS snapshot; "
+                       "this host's pools hold qvm images: import it with qvm image import",
+                       spec->disk.base);
+    const char *pool_name = opts->pool ? opts->pool : spec->disk.pool;
+    r = qvm_image_resolve(ctx, pool_name, spec->disk.base, &img, &ver, err);
+    if (r < 0)
+        return qvm_err_wrap(err, "disk.zvol.base '%s'", spec->disk.base);
+    r = qvm_pool_open(ctx->paths.pools_dir, img.pool, pool, err);
+    if (r == 0)
+        r = pool->driver->version_info(pool, img.name, ver->name, base, err);
+    if (r < 0) {
+        qvm_image_release(&img);
+        return r;
+    }
+    vm->image = xstrdup(img.name);
+    vm->version = xstrdup(ver->name);
+    vm->pool = xstrdup(pool->name);
+    qvm_image_release(&img);
+
+    struct qvm_vm existing;
+    struct qvm_error e = { 0 };
+    if (qvm_vm_load(ctx, spec->name, &existing, &e) == 0) {
+        r = qvm_err(err, EEXIST, "VM '%s' already exists (pool '%s'); remove it with: qvm rm %s",
+                    spec->name, existing.pool, spec->name);
+        qvm_vm_release(&existing);
+        return r;
+    }
+    if (spec->disk.size_bytes && spec->disk.size_bytes < base->virtual_size)
+        return qvm_err(err, EINVAL, "disk.size %.2f GiB is smaller than image '%s@%s' (%.2f GiB)",
+                       gib(spec->disk.size_bytes), vm->image, vm->version, gib(base->virtual_size));
+    vm->disk_size = spec->disk.size_bytes ? spec->disk.size_bytes : base->virtual_size;
+    vm->disk_file = xasprintf("%s.qcow2", spec->disk.target_name ? spec->disk.target_name : "disk0");
+    vm->disk_format = xstrdup("qcow2");
+
+    char mac[18];
+    if (spec->net.mac)
+        snprintf(mac, sizeof mac, "%s", spec->net.mac);
+    else
+        qvm_vm_mac(pool->name, spec->name, mac);
+    vm->mac = xstrdup(mac);
+    vm->ssh_port = 0;
+    if (spec->net.type == QVM_NET_USER && spec->net.ssh_port >= 0) {
+        r = local_port(spec->net.ssh_port, &vm->ssh_port, err);
+        if (r < 0)
+            return r;
+    }
+    char note[256] = "";
+    struct qvm_accel_probe probe = { .sysfs_root = getenv("QVM_SYSFS_ROOT") };
+    r = qvm_accel_resolve(spec->accel ? spec->accel : "auto", &probe, accel, note, sizeof note, err);
+    if (r < 0)
+        return r;
+    if (!opts->no_start && !in_path(ctx->qemu_binary))
+        return qvm_err(err, ENOENT, "%s not found; install the qemu-system-x86 package",
+                       ctx->qemu_binary);
+    if (!in_path("qemu-img"))
+        return qvm_err(err, ENOENT, "qemu-img not found; install the qemu-utils package");
+
+    vm->spec = *spec;
+    memset(spec, 0, sizeof *spec);
+    vm->uuid = new_uuid();
+    vm->created = time(NULL);
+    return qvm_vm_derive_paths(ctx, pool, vm, err);
+}
+
+static void print_plan(struct qvm_ctx *ctx, const struct qvm_vm *vm, const struct qvm_disk_info *base,
+                       const char *accel, const struct qvm_up_opts *opts)
+{
+    qvm_say(ctx->ui, "Dry run: the qvm file is valid; nothing was changed. qvm up would:");
+    qvm_say(ctx->ui, "  create bundle %s", vm->bundle_dir);
+    qvm_say(ctx->ui, "  clone %s@%s (%s, %.2f GiB) as %s (qcow2 overlay, %.2f GiB)", vm->image,
+            vm->version, base->format, gib(base->virtual_size), vm->disk_path, gib(vm->disk_size));
+    qvm_say(ctx->ui, "  write the NoCloud seed %s (instance-id %s, hostname %s%s)", vm->seed_path,
+            vm->spec.instance_id, vm->spec.hostname,
+            vm->spec.network_config ? ", with network-config" : "");
+    if (opts->no_start) {
+        qvm_say(ctx->ui, "  not start the VM (--no-start)");
+        return;
+    }
+    struct qvm_qemu_config cfg = {
+        .spec = &vm->spec, .qemu_binary = ctx->qemu_binary, .accel = accel,
+        .disk_path = vm->disk_path, .disk_format = vm->disk_format, .seed_path = vm->seed_path,
+        .qmp_socket = vm->qmp_socket, .console_socket = vm->console_socket,
+        .console_log = vm->console_log, .qga_socket = vm->qga_socket,
+        .vnc_socket = vm->vnc_socket, .pid_file = vm->pid_file, .mac = vm->mac,
+        .ssh_port = vm->ssh_port,
+    };
+    char **argv = qvm_qemu_argv(&cfg);
+    char *line = qvm_argv_to_string((const char *const *)argv);
+    qvm_say(ctx->ui, "  start QEMU: %s", line);
+    free(line);
+    qvm_argv_free(argv);
+}
+
+static int copy_source(const char *file, const struct qvm_vm *vm, struct qvm_error *err)
+{
+    char *data = NULL;
+    size_t len;
+    int r = qvm_read_file(file, QVM_SPEC_MAX_FILE, &data, &len, err);
+    if (r < 0)
+        return r;
+    char *dst = xasprintf("%s/vm.yaml", vm->bundle_dir);
+    r = qvm_write_file_atomic(dst, data, len, 0600, err);
+    free(dst);
+    free(data);
+    return r;
+}
+
+int qvm_up(struct qvm_ctx *ctx, const char *file, const struct qvm_up_opts *opts,
+           struct qvm_error *err)
+{
+    struct qvm_vm_spec spec;
+    struct qvm_vm vm = { 0 };
+    struct qvm_pool pool = { 0 };
+    struct qvm_disk_info base = { 0 }, disk = { 0 };
+    struct qvm_journal *j = NULL;
+    const char *accel = "tcg";
+    int lock = -1;
+
+    int r = qvm_spec_load(file, &spec, err);
+    if (r < 0)
+        return qvm_err_task(err, TASK_FILE);
+    qvm_say(ctx->ui, "Read %s: VM '%s' from image '%s'", file, spec.name, spec.disk.base);
+
+    lock = qvm_lock_object(ctx->paths.lock_dir, "vm", spec.name, false, err);
+    if (lock < 0) {
+        qvm_spec_release(&spec);
+        return qvm_err_task(err, TASK_PROVISION);
+    }
+    r = validate(ctx, &spec, opts, &vm, &pool, &base, &accel, err);
+    qvm_spec_release(&spec);       /* moved into vm on success */
+    if (r < 0)
+        goto out;
+    if (opts->dry_run) {
+        print_plan(ctx, &vm, &base, accel, opts);
+        goto out;
+    }
+
+    r = qvm_journal_begin(ctx, "up", "vm", vm.spec.name, &j, err);
+    if (r == 0)
+        r = qvm_journal_undo_rm_rf(j, vm.bundle_dir, err);
+    if (r == 0)
+        r = pool.driver->vm_create(&pool, vm.spec.name, err);
+    if (r == 0)
+        r = qvm_journal_undo_rm_rf(j, vm.run_dir, err);
+    if (r == 0)
+        r = qvm_fault_point("bundle-created", err);
+    if (r == 0) {
+        qvm_say(ctx->ui, "Cloning %s@%s to %s", vm.image, vm.version, vm.disk_path);
+        r = pool.driver->disk_clone(&pool, vm.image, vm.version, vm.spec.name,
+                                    vm.spec.disk.target_name ? vm.spec.disk.target_name : "disk0",
+                                    vm.disk_size, &disk, err);
+    }
+    if (r == 0)
+        r = qvm_fault_point("disk-cloned", err);
+    if (r == 0) {
+        qvm_say(ctx->ui, "Writing cloud-init NoCloud seed %s", vm.seed_path);
+        r = qvm_seed_write(vm.seed_path, vm.spec.user_data, vm.spec.meta_data,
+                           vm.spec.network_config, err);
+        if (r < 0)
+            qvm_err_wrap(err, "cloud-init seed could not be created");
+    }
+    if (r == 0)
+        r = qvm_fault_point("seed-written", err);
+    if (r == 0)
+        r = qvm_vm_save(&vm, err);
+    if (r == 0)
+        r = copy_source(file, &vm, err);
+    if (r == 0)
+        r = qvm_fault_point("definition-written", err);
+    if (r == 0 && !opts->no_start)
+        r = qvm_vm_start_qemu(ctx, &vm, j, err);
+    if (r == 0 && !opts->no_start)
+        r = qvm_fault_point("qemu-started", err);
+    if (r == 0) {
+        r = qvm_journal_commit(j, err);
+        j = NULL;
+    }
+    if (r == 0) {
+        if (opts->no_start)
+            qvm_say(ctx->ui, "VM '%s' provisioned (not started; start it with: qvm start %s)",
+                    vm.spec.name, vm.spec.name);
+        else
+            qvm_say(ctx->ui, "VM '%s' is running (pid %d)", vm.spec.name, (int)qvm_vm_pid(&vm));
+        if (vm.ssh_port)
+            qvm_say(ctx->ui, "  ssh:     ssh -p %d USER@127.0.0.1", vm.ssh_port);
+        qvm_say(ctx->ui, "  console: qvm console %s", vm.spec.name);
+    }
+out:
+    if (j) {
+        qvm_say(ctx->ui, "Rolling back");
+        struct qvm_error rb = { 0 };
+        if (qvm_journal_rollback(j, &rb) < 0)
+            qvm_err_wrap(err, "%s; also", rb.msg);
+    }
+    if (r < 0)
+        qvm_err_task(err, TASK_PROVISION);
+    qvm_disk_info_release(&base);
+    qvm_disk_info_release(&disk);
+    qvm_pool_release(&pool);
+    qvm_vm_release(&vm);
+    qvm_unlock(lock);
+    return r;
+}

@@ -1,0 +1,280 @@
+#include "vm.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <json-c/json.h>
+
+#include "core/process.h"
+#include "util/fsutil.h"
+#include "util/names.h"
+#include "util/strbuf.h"
+
+int qvm_vm_derive_paths(struct qvm_ctx *ctx, const struct qvm_pool *pool, struct qvm_vm *vm,
+                        struct qvm_error *err)
+{
+    const char *name = vm->spec.name;
+    vm->bundle_dir = pool->driver->vm_dir(pool, name);
+    vm->disk_path = xasprintf("%s/%s", vm->bundle_dir, vm->disk_file ? vm->disk_file : "disk0.qcow2");
+    vm->seed_path = xasprintf("%s/seed.iso", vm->bundle_dir);
+    vm->console_log = xasprintf("%s/console.log", vm->bundle_dir);
+    vm->run_dir = qvm_paths_vm_run_dir(&ctx->paths, name);
+    vm->qmp_socket = xasprintf("%s/qmp.sock", vm->run_dir);
+    vm->console_socket = xasprintf("%s/console.sock", vm->run_dir);
+    vm->qga_socket = xasprintf("%s/qga.sock", vm->run_dir);
+    vm->vnc_socket = xasprintf("%s/vnc.sock", vm->run_dir);
+    vm->pid_file = xasprintf("%s/qemu.pid", vm->run_dir);
+    struct sockaddr_un sun;
+    if (strlen(vm->console_socket) >= sizeof sun.sun_path)
+        return qvm_err(err, ENAMETOOLONG,
+                       "runtime directory %s is too long for UNIX socket paths (limit %zu bytes); "
+                       "use a shorter QVM_ROOT", vm->run_dir, sizeof sun.sun_path - 1);
+    return 0;
+}
+
+void qvm_vm_mac(const char *pool, const char *name, char *buf)
+{
+    /* FNV-1a over "pool/name": stable across hosts, so a replicated bundle
+     * keeps its MAC. */
+    uint32_t h = 2166136261u;
+    for (const char *s = pool; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    h = (h ^ '/') * 16777619u;
+    for (const char *s = name; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    snprintf(buf, 18, "52:54:00:%02x:%02x:%02x", (h >> 16) & 0xff, (h >> 8) & 0xff, h & 0xff);
+}
+
+static void add_str(json_object *o, const char *k, const char *v)
+{
+    if (v)
+        json_object_object_add(o, k, json_object_new_string(v));
+}
+
+int qvm_vm_save(const struct qvm_vm *vm, struct qvm_error *err)
+{
+    const struct qvm_vm_spec *s = &vm->spec;
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "format", json_object_new_int(1));
+    add_str(o, "name", s->name);
+    add_str(o, "uuid", vm->uuid);
+    json_object_object_add(o, "created", json_object_new_int64(vm->created));
+    add_str(o, "pool", vm->pool);
+    add_str(o, "image", vm->image);
+    add_str(o, "version", vm->version);
+    json_object_object_add(o, "memory_mib", json_object_new_int64((int64_t)s->memory_mib));
+    json_object_object_add(o, "vcpus", json_object_new_int((int)s->vcpus));
+    add_str(o, "cpu", s->cpu);
+    add_str(o, "accel", s->accel);
+    add_str(o, "machine", s->machine);
+    add_str(o, "os_variant", s->os_variant);
+    add_str(o, "boot", s->boot);
+    add_str(o, "graphics", s->graphics == QVM_GRAPHICS_VNC ? "vnc" : "none");
+    add_str(o, "instance_id", s->instance_id);
+    add_str(o, "hostname", s->hostname);
+    json_object *d = json_object_new_object();
+    add_str(d, "file", vm->disk_file);
+    add_str(d, "format", vm->disk_format);
+    json_object_object_add(d, "size", json_object_new_int64((int64_t)vm->disk_size));
+    add_str(d, "bus", s->disk.bus);
+    add_str(d, "cache", s->disk.cache);
+    add_str(d, "base", s->disk.base);
+    json_object_object_add(o, "disk", d);
+    json_object *n = json_object_new_object();
+    add_str(n, "type", s->net.type == QVM_NET_NONE ? "none" : "user");
+    add_str(n, "model", s->net.model);
+    add_str(n, "mac", vm->mac);
+    json_object_object_add(n, "ssh_port", json_object_new_int(vm->ssh_port));
+    json_object_object_add(o, "network", n);
+    const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+                                                         JSON_C_TO_STRING_NOSLASHESCAPE);
+    char *path = xasprintf("%s/vm.json", vm->bundle_dir);
+    struct strbuf sb = STRBUF_INIT;
+    strbuf_addstr(&sb, text);
+    strbuf_addch(&sb, '\n');
+    int r = qvm_write_file_atomic(path, sb.buf, sb.len, 0644, err);
+    strbuf_release(&sb);
+    free(path);
+    json_object_put(o);
+    return r;
+}
+
+static char *get_str(json_object *o, const char *k)
+{
+    json_object *v;
+    if (o && json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string))
+        return xstrdup(json_object_get_string(v));
+    return NULL;
+}
+
+static int64_t get_int(json_object *o, const char *k, int64_t dflt)
+{
+    json_object *v;
+    if (o && json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_int))
+        return json_object_get_int64(v);
+    return dflt;
+}
+
+static char *find_bundle_pool(struct qvm_ctx *ctx, const char *name)
+{
+    DIR *d = opendir(ctx->paths.pools_dir);
+    if (!d)
+        return NULL;
+    char *found = NULL;
+    struct dirent *de;
+    while (!found && (de = readdir(d))) {
+        if (!qvm_name_valid(de->d_name))
+            continue;
+        char *p = xasprintf("%s/%s/vms/%s/vm.json", ctx->paths.pools_dir, de->d_name, name);
+        if (qvm_path_exists(p))
+            found = xstrdup(de->d_name);
+        free(p);
+    }
+    closedir(d);
+    return found;
+}
+
+int qvm_vm_load(struct qvm_ctx *ctx, const char *name, struct qvm_vm *ret, struct qvm_error *err)
+{
+    memset(ret, 0, sizeof *ret);
+    int r = qvm_name_check("VM", name, err);
+    if (r < 0)
+        return r;
+    char *pool_name = find_bundle_pool(ctx, name);
+    if (!pool_name)
+        return qvm_err(err, ENOENT, "no VM named '%s'", name);
+    struct qvm_pool pool;
+    r = qvm_pool_open(ctx->paths.pools_dir, pool_name, &pool, err);
+    free(pool_name);
+    if (r < 0)
+        return r;
+    char *dir = pool.driver->vm_dir(&pool, name);
+    char *path = xasprintf("%s/vm.json", dir);
+    free(dir);
+    char *text = NULL;
+    size_t len;
+    r = qvm_read_file(path, QVM_VM_JSON_MAX, &text, &len, err);
+    json_object *o = r == 0 ? json_tokener_parse(text) : NULL;
+    free(text);
+    if (r == 0 && !o)
+        r = qvm_err(err, EINVAL, "%s is not valid JSON", path);
+    free(path);
+    if (r < 0) {
+        qvm_pool_release(&pool);
+        return r;
+    }
+    struct qvm_vm_spec *s = &ret->spec;
+    s->name = xstrdup(name);
+    ret->uuid = get_str(o, "uuid");
+    ret->created = get_int(o, "created", 0);
+    ret->pool = xstrdup(pool.name);
+    ret->image = get_str(o, "image");
+    ret->version = get_str(o, "version");
+    s->memory_mib = (uint64_t)get_int(o, "memory_mib", 1024);
+    s->vcpus = (unsigned)get_int(o, "vcpus", 1);
+    s->cpu = get_str(o, "cpu");
+    s->accel = get_str(o, "accel");
+    s->machine = get_str(o, "machine");
+    s->os_variant = get_str(o, "os_variant");
+    s->boot = get_str(o, "boot");
+    char *g = get_str(o, "graphics");
+    s->graphics = g && strcmp(g, "vnc") == 0 ? QVM_GRAPHICS_VNC : QVM_GRAPHICS_NONE;
+    free(g);
+    s->instance_id = get_str(o, "instance_id");
+    s->hostname = get_str(o, "hostname");
+    json_object *d = NULL, *n = NULL;
+    json_object_object_get_ex(o, "disk", &d);
+    json_object_object_get_ex(o, "network", &n);
+    ret->disk_file = get_str(d, "file");
+    ret->disk_format = get_str(d, "format");
+    ret->disk_size = (uint64_t)get_int(d, "size", 0);
+    s->disk.bus = get_str(d, "bus");
+    s->disk.cache = get_str(d, "cache");
+    s->disk.base = get_str(d, "base");
+    char *nt = get_str(n, "type");
+    s->net.type = nt && strcmp(nt, "none") == 0 ? QVM_NET_NONE : QVM_NET_USER;
+    free(nt);
+    s->net.model = get_str(n, "model");
+    ret->mac = get_str(n, "mac");
+    ret->ssh_port = (int)get_int(n, "ssh_port", 0);
+    json_object_put(o);
+    if (!ret->disk_file || !qvm_name_valid(ret->disk_file) || !ret->disk_format ||
+        !s->cpu || !s->machine || !s->boot || !s->disk.bus || !s->disk.cache || !s->net.model ||
+        !ret->mac) {
+        r = qvm_err(err, EINVAL, "VM '%s': its vm.json in pool '%s' is incomplete", name, pool.name);
+    } else {
+        if (!s->accel)
+            s->accel = xstrdup("auto");
+        r = qvm_vm_derive_paths(ctx, &pool, ret, err);
+    }
+    qvm_pool_release(&pool);
+    if (r < 0)
+        qvm_vm_release(ret);
+    return r;
+}
+
+void qvm_vm_release(struct qvm_vm *vm)
+{
+    if (!vm)
+        return;
+    qvm_spec_release(&vm->spec);
+    char **strs[] = { &vm->uuid, &vm->pool, &vm->image, &vm->version, &vm->disk_file,
+                      &vm->disk_format, &vm->mac, &vm->bundle_dir, &vm->disk_path,
+                      &vm->seed_path, &vm->console_log, &vm->run_dir, &vm->qmp_socket,
+                      &vm->console_socket, &vm->qga_socket, &vm->vnc_socket, &vm->pid_file };
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        free(*strs[i]);
+        *strs[i] = NULL;
+    }
+}
+
+pid_t qvm_vm_pid(const struct qvm_vm *vm)
+{
+    return vm->pid_file ? qvm_qemu_pid(vm->pid_file) : 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int qvm_vm_list_names(struct qvm_ctx *ctx, char ***ret, size_t *ret_n, struct qvm_error *err)
+{
+    *ret = NULL;
+    *ret_n = 0;
+    DIR *pd = opendir(ctx->paths.pools_dir);
+    if (!pd)
+        return errno == ENOENT ? 0 : qvm_err_errno(err, errno, "cannot read %s",
+                                                    ctx->paths.pools_dir);
+    struct dirent *pe;
+    while ((pe = readdir(pd))) {
+        if (!qvm_name_valid(pe->d_name))
+            continue;
+        char *vms = xasprintf("%s/%s/vms", ctx->paths.pools_dir, pe->d_name);
+        DIR *vd = opendir(vms);
+        if (vd) {
+            struct dirent *ve;
+            while ((ve = readdir(vd))) {
+                if (!qvm_name_valid(ve->d_name))
+                    continue;
+                char *json = xasprintf("%s/%s/vm.json", vms, ve->d_name);
+                if (qvm_path_exists(json)) {
+                    *ret = xrealloc(*ret, (*ret_n + 1) * sizeof(char *));
+                    (*ret)[(*ret_n)++] = xstrdup(ve->d_name);
+                }
+                free(json);
+            }
+            closedir(vd);
+        }
+        free(vms);
+    }
+    closedir(pd);
+    if (*ret_n)
+        qsort(*ret, *ret_n, sizeof(char *), cmp_str);
+    return 0;
+}

@@ -1,0 +1,66 @@
+/* vm.h - a VM as qvm keeps it: the bundle definition (vm.json beside the
+ * disks and seed, so the bundle alone is enough to bring the VM back), the
+ * runtime paths derived from its name, and whether its QEMU is running. */
+#ifndef QVM_CORE_VM_H
+#define QVM_CORE_VM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "core/context.h"
+#include "spec/spec.h"
+#include "storage/storage.h"
+
+#define QVM_VM_JSON_MAX (1u << 20)
+
+struct qvm_vm {
+    struct qvm_vm_spec spec;   /* cloud-init texts are NULL when loaded from a bundle */
+    char *uuid;
+    long long created;         /* Unix time */
+    char *pool;
+    char *image;               /* the image and version the disk was cloned from */
+    char *version;
+    char *disk_file;           /* file name inside the bundle, e.g. disk0.qcow2 */
+    char *disk_format;
+    uint64_t disk_size;
+    char *mac;
+    int ssh_port;              /* 0: none */
+
+    /* Derived, not stored. */
+    char *bundle_dir;
+    char *disk_path;
+    char *seed_path;
+    char *console_log;
+    char *run_dir;
+    char *qmp_socket;
+    char *console_socket;
+    char *qga_socket;
+    char *vnc_socket;
+    char *pid_file;
+};
+
+/* Fills the derived paths for VM NAME in POOL. Fails with -ENAMETOOLONG if a
+ * socket path would not fit in a sockaddr_un. */
+int qvm_vm_derive_paths(struct qvm_ctx *ctx, const struct qvm_pool *pool, struct qvm_vm *vm,
+                        struct qvm_error *err);
+
+/* Writes BUNDLE/vm.json atomically. */
+int qvm_vm_save(const struct qvm_vm *vm, struct qvm_error *err);
+
+/* Finds VM NAME in any pool and loads it. -ENOENT: "no VM named 'NAME'". */
+int qvm_vm_load(struct qvm_ctx *ctx, const char *name, struct qvm_vm *ret, struct qvm_error *err);
+
+void qvm_vm_release(struct qvm_vm *vm);
+
+/* The pid of the VM's running QEMU, or 0. */
+pid_t qvm_vm_pid(const struct qvm_vm *vm);
+
+/* Names of all VMs in all pools, sorted. Caller frees each and the array. */
+int qvm_vm_list_names(struct qvm_ctx *ctx, char ***ret, size_t *ret_n, struct qvm_error *err);
+
+/* Derives a stable locally administered MAC (52:54:00:xx:xx:xx) from the
+ * pool and VM name. BUF must hold 18 bytes. */
+void qvm_vm_mac(const char *pool, const char *name, char *buf);
+
+#endif

@@ -1,0 +1,199 @@
+/* dir.c - the plain-directory backend (seed 002): images are directories of
+ * sparse raw version files made read-only once written; a VM disk is a
+ * qcow2 overlay whose backing file is the version it was cloned from.
+ *
+ *   POOL/images/NAME/image.json   metadata (written by core/)
+ *   POOL/images/NAME/v1.raw       version 1, mode 0444
+ *   POOL/vms/VM/                  the VM bundle: vm.json, seed.iso, disk0.qcow2
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "storage.h"
+#include "util/fsutil.h"
+#include "util/strbuf.h"
+#include "util/subprocess.h"
+
+static char *dir_image_dir(const struct qvm_pool *pool, const char *image)
+{
+    return xasprintf("%s/images/%s", pool->path, image);
+}
+
+static char *dir_vm_dir(const struct qvm_pool *pool, const char *vm)
+{
+    return xasprintf("%s/vms/%s", pool->path, vm);
+}
+
+static char *version_path(const struct qvm_pool *pool, const char *image, const char *version)
+{
+    return xasprintf("%s/images/%s/%s.raw", pool->path, image, version);
+}
+
+static int make_container(const char *parent, const char *path, const char *what,
+                          struct qvm_error *err)
+{
+    int r = qvm_mkdir_p(parent, 0755, err);
+    if (r < 0)
+        return r;
+    if (mkdir(path, 0755) < 0) {
+        if (errno == EEXIST)
+            return qvm_err(err, EEXIST, "%s already exists (%s)", what, path);
+        return qvm_err_errno(err, errno, "cannot create %s", path);
+    }
+    return 0;
+}
+
+static int dir_image_create(const struct qvm_pool *pool, const char *image, struct qvm_error *err)
+{
+    char *parent = xasprintf("%s/images", pool->path);
+    char *path = dir_image_dir(pool, image);
+    char *what = xasprintf("image '%s'", image);
+    int r = make_container(parent, path, what, err);
+    free(parent);
+    free(path);
+    free(what);
+    return r;
+}
+
+static int fsync_path(const char *path, struct qvm_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return qvm_err_errno(err, errno, "cannot open %s", path);
+    int r = 0;
+    if (fsync(fd) < 0)
+        r = qvm_err_errno(err, errno, "cannot sync %s", path);
+    close(fd);
+    return r;
+}
+
+static int dir_version_import(const struct qvm_pool *pool, const char *image, const char *version,
+                              const char *src, const char *src_format, struct qvm_ui *ui,
+                              struct qvm_error *err)
+{
+    char *dst = version_path(pool, image, version);
+    char *part = xasprintf("%s.part", dst);
+    bool progress = ui && ui->show_progress;
+    /* convert writes sparse output (runs of zeroes are skipped), from raw
+     * or qcow2 input alike. */
+    const char *argv[] = { "qemu-img", "convert", progress ? "-p" : "-q", "-f", src_format,
+                           "-O", "raw", src, part, NULL };
+    struct qvm_run_opts opts = { .timeout_ms = 60 * 60 * 1000, .inherit_stdout = progress };
+    int r = qvm_run(argv, &opts, NULL, err);
+    if (r < 0)
+        qvm_err_wrap(err, "cannot copy %s into the pool", src);
+    if (r == 0)
+        r = fsync_path(part, err);
+    if (r == 0 && chmod(part, 0444) < 0)
+        r = qvm_err_errno(err, errno, "cannot make %s read-only", part);
+    if (r == 0 && rename(part, dst) < 0)
+        r = qvm_err_errno(err, errno, "cannot rename %s to %s", part, dst);
+    if (r < 0)
+        unlink(part);
+    free(dst);
+    free(part);
+    return r;
+}
+
+static int dir_version_info(const struct qvm_pool *pool, const char *image, const char *version,
+                            struct qvm_disk_info *ret, struct qvm_error *err)
+{
+    char *path = version_path(pool, image, version);
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        int e = errno;
+        free(path);
+        if (e == ENOENT)
+            return qvm_err(err, ENOENT, "image '%s' has no version %s", image, version);
+        return qvm_err_errno(err, e, "cannot stat version %s of image '%s'", version, image);
+    }
+    memset(ret, 0, sizeof *ret);
+    ret->path = path;
+    ret->format = xstrdup("raw");
+    ret->virtual_size = (uint64_t)st.st_size;
+    return 0;
+}
+
+static int dir_image_destroy(const struct qvm_pool *pool, const char *image, struct qvm_error *err)
+{
+    char *path = dir_image_dir(pool, image);
+    int r = qvm_rm_rf(path, err);
+    free(path);
+    return r;
+}
+
+static int dir_vm_create(const struct qvm_pool *pool, const char *vm, struct qvm_error *err)
+{
+    char *parent = xasprintf("%s/vms", pool->path);
+    char *path = dir_vm_dir(pool, vm);
+    char *what = xasprintf("VM '%s'", vm);
+    int r = make_container(parent, path, what, err);
+    free(parent);
+    free(path);
+    free(what);
+    return r;
+}
+
+static int dir_disk_clone(const struct qvm_pool *pool, const char *image, const char *version,
+                          const char *vm, const char *disk, uint64_t size,
+                          struct qvm_disk_info *ret, struct qvm_error *err)
+{
+    struct qvm_disk_info base;
+    int r = dir_version_info(pool, image, version, &base, err);
+    if (r < 0)
+        return r;
+    if (size == 0)
+        size = base.virtual_size;
+    if (size < base.virtual_size) {
+        r = qvm_err(err, EINVAL, "disk size %llu bytes is smaller than image '%s@%s' (%llu bytes)",
+                    (unsigned long long)size, image, version,
+                    (unsigned long long)base.virtual_size);
+        qvm_disk_info_release(&base);
+        return r;
+    }
+    char *dst = xasprintf("%s/vms/%s/%s.qcow2", pool->path, vm, disk);
+    char sizestr[32];
+    snprintf(sizestr, sizeof sizestr, "%llu", (unsigned long long)size);
+    const char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
+                           "-b", base.path, dst, sizestr, NULL };
+    struct qvm_run_opts opts = { .timeout_ms = 60000 };
+    r = qvm_run(argv, &opts, NULL, err);
+    if (r < 0) {
+        qvm_err_wrap(err, "cannot clone image '%s@%s' for VM '%s'", image, version, vm);
+        unlink(dst);
+        free(dst);
+    } else {
+        memset(ret, 0, sizeof *ret);
+        ret->path = dst;
+        ret->format = xstrdup("qcow2");
+        ret->virtual_size = size;
+    }
+    qvm_disk_info_release(&base);
+    return r;
+}
+
+static int dir_vm_destroy(const struct qvm_pool *pool, const char *vm, struct qvm_error *err)
+{
+    char *path = dir_vm_dir(pool, vm);
+    int r = qvm_rm_rf(path, err);
+    free(path);
+    return r;
+}
+
+const struct qvm_storage_driver qvm_storage_dir = {
+    .name = "dir",
+    .image_dir = dir_image_dir,
+    .vm_dir = dir_vm_dir,
+    .image_create = dir_image_create,
+    .version_import = dir_version_import,
+    .version_info = dir_version_info,
+    .image_destroy = dir_image_destroy,
+    .vm_create = dir_vm_create,
+    .disk_clone = dir_disk_clone,
+    .vm_destroy = dir_vm_destroy,
+};

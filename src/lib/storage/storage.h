@@ -1,0 +1,94 @@
+/* storage.h - one vocabulary over every storage backend.
+ *
+ * A pool holds images (each a series of immutable versions v1, v2, ...)
+ * and VM bundles (a directory holding the VM's definition, seed and disks).
+ * Each backend is a table of functions (struct qvm_storage_driver); adding a
+ * backend is one new file and one entry in the table in storage.c. Nothing
+ * here knows about QEMU processes or the qvm file: a disk is a path, a
+ * format and whether it is a block device. */
+#ifndef QVM_STORAGE_H
+#define QVM_STORAGE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/error.h"
+#include "util/ui.h"
+
+struct qvm_pool;
+
+/* What QEMU needs to open a disk. Strings are owned by the struct. */
+struct qvm_disk_info {
+    char *path;
+    char *format;          /* "raw" or "qcow2" */
+    bool is_block;
+    uint64_t virtual_size;
+};
+
+void qvm_disk_info_release(struct qvm_disk_info *info);
+
+struct qvm_storage_driver {
+    const char *name;
+
+    /* Directory holding an image's metadata (image.json) and, for file
+     * backends, its version files. Caller frees. */
+    char *(*image_dir)(const struct qvm_pool *pool, const char *image);
+
+    /* Directory of a VM bundle. Caller frees. */
+    char *(*vm_dir)(const struct qvm_pool *pool, const char *vm);
+
+    /* Creates the (empty) image container. -EEXIST if it exists. */
+    int (*image_create)(const struct qvm_pool *pool, const char *image, struct qvm_error *err);
+
+    /* Writes version VERSION of IMAGE from SRC (raw or qcow2, SRC_FORMAT),
+     * sparse, and makes it immutable. Partial output is removed on failure. */
+    int (*version_import)(const struct qvm_pool *pool, const char *image, const char *version,
+                          const char *src, const char *src_format, struct qvm_ui *ui,
+                          struct qvm_error *err);
+
+    /* Where a version's data is, for clone and for qemu-img info. */
+    int (*version_info)(const struct qvm_pool *pool, const char *image, const char *version,
+                        struct qvm_disk_info *ret, struct qvm_error *err);
+
+    /* Removes the image and all its versions. Missing is success. */
+    int (*image_destroy)(const struct qvm_pool *pool, const char *image, struct qvm_error *err);
+
+    /* Creates the VM bundle. -EEXIST if it exists. */
+    int (*vm_create)(const struct qvm_pool *pool, const char *vm, struct qvm_error *err);
+
+    /* Copy-on-write clone of IMAGE@VERSION as disk DISK of VM, grown to SIZE
+     * bytes (0: the version's size). */
+    int (*disk_clone)(const struct qvm_pool *pool, const char *image, const char *version,
+                      const char *vm, const char *disk, uint64_t size,
+                      struct qvm_disk_info *ret, struct qvm_error *err);
+
+    /* Removes the VM bundle with its disks. Missing is success. */
+    int (*vm_destroy)(const struct qvm_pool *pool, const char *vm, struct qvm_error *err);
+};
+
+struct qvm_pool {
+    char *name;
+    char *path;                          /* the pool's root (dir: a directory) */
+    const struct qvm_storage_driver *driver;
+};
+
+/* The driver named NAME, or NULL. */
+const struct qvm_storage_driver *qvm_storage_driver_find(const char *name);
+
+/* Fills POOL for the pool named NAME under POOLS_DIR (until qvm.conf declares
+ * pools, every pool is a dir pool at POOLS_DIR/NAME). */
+int qvm_pool_open(const char *pools_dir, const char *name, struct qvm_pool *ret,
+                  struct qvm_error *err);
+void qvm_pool_release(struct qvm_pool *pool);
+
+/* Format of an image file by its magic: "qcow2" or "raw". Compressed files
+ * (xz, gzip, zstd, bzip2) and other disk formats are refused with a hint. */
+int qvm_image_file_format(const char *path, const char **ret_format, struct qvm_error *err);
+
+/* qemu-img info: virtual size, and whether a qcow2 has a backing file. */
+int qvm_image_file_probe(const char *path, const char *format, uint64_t *ret_size,
+                         bool *ret_has_backing, struct qvm_error *err);
+
+extern const struct qvm_storage_driver qvm_storage_dir;
+
+#endif
