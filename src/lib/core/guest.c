@@ -81,12 +81,32 @@ int qvm_guest_wait(struct qvm_ctx *ctx, const char *name, int timeout_s, char **
     *ret_status = NULL;
     qvm_say(ctx->ui, "Waiting for the guest agent and cloud-init of VM '%s' (up to %d s)", name,
             timeout_s);
-    /* cloud-init status --wait blocks in the guest until cloud-init is done;
-     * its exit status says whether it succeeded (0), failed (1) or finished
-     * with recoverable errors (2). */
-    static const char *const argv[] = { "cloud-init", "status", "--wait", "--long", NULL };
+    long long deadline = now_ms() + (long long)timeout_s * 1000;
+    /* `cloud-init status --wait` alone is not enough: cloud-init 22.4 reports
+     * "error" as soon as one stage failed, before the final stage (runcmd)
+     * has run. The final stage writes result.json last, so wait for that,
+     * then read the status. */
+    static const char *const done_argv[] = { "test", "-e", "/run/cloud-init/result.json", NULL };
+    static const char *const status_argv[] = { "cloud-init", "status", "--long", NULL };
     struct qvm_exec_result res;
-    int r = qvm_guest_exec(ctx, name, argv, NULL, timeout_s, &res, err);
+    int r;
+    for (;;) {
+        long long left = deadline - now_ms();
+        if (left <= 0)
+            return qvm_err(err, ETIMEDOUT, "cloud-init in VM '%s' did not finish in %d s", name,
+                           timeout_s);
+        r = qvm_guest_exec(ctx, name, done_argv, NULL, (int)((left + 999) / 1000), &res, err);
+        if (r < 0)
+            return r;
+        int done = res.exit_status == 0;
+        qvm_exec_result_release(&res);
+        if (done)
+            break;
+        usleep(1000 * 1000);
+    }
+    long long left = deadline - now_ms();
+    r = qvm_guest_exec(ctx, name, status_argv, NULL, left > 10000 ? (int)(left / 1000) : 10, &res,
+                       err);
     if (r < 0)
         return r;
     struct strbuf sb = STRBUF_INIT;
@@ -97,6 +117,8 @@ int qvm_guest_wait(struct qvm_ctx *ctx, const char *name, int timeout_s, char **
     while (sb.len && (sb.buf[sb.len - 1] == '\n' || sb.buf[sb.len - 1] == ' '))
         sb.buf[--sb.len] = '\0';
     *ret_status = strbuf_detach(&sb, NULL);
+    /* cloud-init status exits 0 when done, 1 on errors, 2 on recoverable
+     * errors (newer versions). */
     if (res.exit_status != 0)
         r = qvm_err(err, EIO, "cloud-init in VM '%s' reported errors (exit status %d): %s", name,
                     res.exit_status, *ret_status);

@@ -241,7 +241,7 @@ static int connect_socket(const char *path, int timeout_ms, const char *what, in
             return qvm_err_errno(err, e, "cannot connect to %s socket %s", what, path);
         int left = remaining(deadline);
         if (left == 0)
-            return qvm_err_errno(err, e, "cannot connect to %s socket %s (waited %d ms)", what,
+            return qvm_err_errno(err, e, "cannot connect to %s socket %s within %d ms", what,
                                  path, timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS);
         usleep((useconds_t)(left < 50 ? left : 50) * 1000);
     }
@@ -356,8 +356,8 @@ int qvm_qmp_connect(const char *socket_path, int timeout_ms, struct qvm_qmp **re
         r = next_message(q, deadline, &msg, err);
         if (r == -ETIMEDOUT)
             r = qvm_err(err, ETIMEDOUT,
-                        "no QMP greeting on %s within %d ms (is another client connected?)",
-                        socket_path, timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS);
+                        "no QMP greeting within %d ms (is another client connected?)",
+                        timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS);
         if (r < 0)
             goto fail;
         bool greeting = json_object_object_get_ex(msg, "QMP", NULL);

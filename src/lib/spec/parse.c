@@ -802,9 +802,9 @@ static int h_zvol_prop(struct spec_ctx *c, const struct spec_node *val, const ch
 {
     const char *key = c->cur_key->value, *v;
     if (!chars_in(key, "abcdefghijklmnopqrstuvwxyz0123456789:._-", 255))
-        return spec_err(c, &val->start, path, "invalid property name: use a-z, 0-9, ':', '.', '_' and '-'");
+        return spec_err(c, &c->cur_key->start, path, "invalid property name: use a-z, 0-9, ':', '.', '_' and '-'");
     if (s->disk.nprops == QVM_SPEC_MAX_PROPS)
-        return spec_err(c, &val->start, path, "too many properties (at most %d)", QVM_SPEC_MAX_PROPS);
+        return spec_err(c, &c->cur_key->start, path, "too many properties (at most %d)", QVM_SPEC_MAX_PROPS);
     if (val->kind != SPEC_SCALAR) {
         char buf[80];
         return spec_err(c, &val->start, path, "expected a property value, got %s",
@@ -1024,7 +1024,7 @@ static int classify(struct spec_ctx *c, struct doc_ref refs[DOC_KINDS], bool hav
         const struct spec_node *root = d->root;
         char buf[80];
         if (!root || spec_is_null(root))
-            return spec_err(c, root ? &root->start : &d->start_mark, NULL,
+            return spec_err(c, &d->start_mark, NULL,
                             "document %zu is empty; each document is a mapping with a 'qvm' key", i + 1);
         if (root->kind != SPEC_MAP)
             return spec_err(c, &root->start, NULL,
@@ -1036,8 +1036,8 @@ static int classify(struct spec_ctx *c, struct doc_ref refs[DOC_KINDS], bool hav
             if (key->kind != SPEC_SCALAR || strcmp(key->value, "qvm") != 0 || key->len != 3)
                 continue;
             if (qkey)
-                return spec_err(c, &key->start, "qvm", "duplicate key 'qvm' in document %zu (the first is at line %zu)",
-                                i + 1, qkey->start.line + 1);
+                return spec_err(c, &key->start, "qvm", "duplicate key (the first is at line %zu)",
+                                qkey->start.line + 1);
             qkey = key;
             qval = root->kids[k + 1];
         }
@@ -1072,13 +1072,14 @@ static int classify(struct spec_ctx *c, struct doc_ref refs[DOC_KINDS], bool hav
         return spec_err(c, NULL, NULL,
                         "empty file: a qvm file holds vm, user-data and meta-data documents");
     char missing[128] = "";
-    int nmissing = 0;
+    int nmissing = 0, left = !have[DOC_VM] + !have[DOC_USER_DATA] + !have[DOC_META_DATA];
     for (int k = DOC_VM; k <= DOC_META_DATA; k++) {
         if (have[k])
             continue;
         size_t l = strlen(missing);
-        snprintf(missing + l, sizeof missing - l, "%s%s", nmissing ? ", " : "", doc_kind_names[k]);
         nmissing++;
+        snprintf(missing + l, sizeof missing - l, "%s%s",
+                 nmissing == 1 ? "" : nmissing == left ? " and " : ", ", doc_kind_names[k]);
     }
     if (nmissing)
         return spec_err(c, NULL, NULL,
@@ -1315,7 +1316,7 @@ static bool instance_id_valid(const char *s)
 
 /* The value of top-level KEY in meta-data as a string, or NULL. */
 static int meta_value(struct spec_ctx *c, const struct spec_node *root, const char *key,
-                      const char **ret)
+                      const char **ret, const struct spec_node **ret_node)
 {
     const struct spec_node *found = NULL;
     char path[64];
@@ -1328,6 +1329,7 @@ static int meta_value(struct spec_ctx *c, const struct spec_node *root, const ch
             return spec_err(c, &k->start, path, "duplicate key '%s' (the first is at line %zu)", key,
                             found->start.line + 1);
         found = k;
+        *ret_node = root->kids[i + 1];
         int r = spec_get_str(c, root->kids[i + 1], path, ret);
         if (r < 0)
             return r;
@@ -1376,17 +1378,18 @@ static int cloud_init_texts(struct spec_ctx *c, const struct doc_ref refs[DOC_KI
         if (kind == DOC_META_DATA) {
             const struct spec_node *root = c->docs[refs[kind].index].root;
             const char *iid, *host;
+            const struct spec_node *iid_node = NULL, *host_node = NULL;
             struct extra ex[2];
             size_t nex = 0;
             char hex[17];
-            if ((r = meta_value(c, root, "instance-id", &iid)) < 0 ||
-                (r = meta_value(c, root, "local-hostname", &host)) < 0)
+            if ((r = meta_value(c, root, "instance-id", &iid, &iid_node)) < 0 ||
+                (r = meta_value(c, root, "local-hostname", &host, &host_node)) < 0)
                 return r;
             if (iid && !instance_id_valid(iid))
-                return spec_err(c, &root->start, "meta-data.instance-id",
+                return spec_err(c, &iid_node->start, "meta-data.instance-id",
                                 "invalid instance-id: use 1 to 128 letters, digits, '.', '_', ':' and '-'");
             if (host && !hostname_valid(host))
-                return spec_err(c, &root->start, "meta-data.local-hostname",
+                return spec_err(c, &host_node->start, "meta-data.local-hostname",
                                 "invalid host name: use letters, digits, '-' and '.'");
             if (iid) {
                 s->instance_id = xstrdup(iid);
