@@ -34,11 +34,89 @@ line() { sed -n "s/^$1: //p" "$2" | head -n1; }
 
 if ! command -v "$qemu" >/dev/null 2>&1; then
     skip "$qemu is not installed"
-    done_testing
+    # --- 5. a scripted fake QEMU / guest agent: stream framing and limits that a
+# real QEMU does not produce on demand.
+out=$trash/fake-split.out
+timeout 30 "$probe" "$trash/fake.sock" fake split >"$out" 2>&1
+sed 's/^/#   probe: /' "$out"
+check_eq "greeting sent byte by byte, no newlines between messages" "$(line connect "$out")" ok
+check_eq "reply split over three writes, after a stale reply with another id" \
+    "$(line split-status "$out")" "status=running running=true"
+check_eq "event sent right after the capabilities reply was queued" "$(line split-queued-early "$out")" ok
+check_eq "event sent between stale reply and reply was queued" "$(line split-queued-resume "$out")" ok
+check_eq "error reply with the id first and a unicode escape" "$(line split-error "$out")" \
+    "rc=-5 msg=QMP command 'query-x' failed: boom é (GenericError)"
+check_eq "connection dropped in the middle of a reply: -ECONNRESET" "$(line split-eof "$out")" \
+    "rc=-104 msg=QEMU closed the monitor connection (is it still running?)"
+
+out=$trash/fake-oversize.out
+timeout 30 "$probe" "$trash/fake.sock" fake oversize >"$out" 2>&1
+check_eq "a 17 MiB message is refused at the 16 MiB cap" "$(line oversize "$out")" \
+    "rc=-90 msg=message from QEMU exceeds the limit of 16777216 bytes"
+check_eq "and the connection stays failed" "$(line then "$out")" \
+    "rc=-90 msg=message from QEMU exceeds the limit of 16777216 bytes"
+
+out=$trash/fake-garbage.out
+timeout 30 "$probe" "$trash/fake.sock" fake garbage >"$out" 2>&1
+check_eq "malformed JSON: -EPROTO" "$(line garbage "$out")" \
+    "rc=-71 msg=malformed message from QEMU: unexpected character"
+
+out=$trash/fake-qga.out
+timeout 30 "$probe" "$trash/fake.sock" fake qga >"$out" 2>&1
+sed 's/^/#   probe: /' "$out"
+check_eq "guest-sync-delimited skips stale data up to the 0xFF sentinel" "$(line qga-connect "$out")" ok
+check_eq "guest-exec with guest-exec-status polling" "$(line qga-exec "$out")" ok
+check_eq "exit code" "$(line qga-exit "$out")" 7
+check_eq "path, args and base64 input-data sent; out-data decoded" "$(line qga-out "$out")" \
+    'path=/bin/sh arg=["-c","echo \"$0\"","x y"] input-b64=aW5wdXQK'
+check_eq "err-data decoded, NUL byte kept" "$(line qga-err "$out")" 'err\x00bytes'
+ms=$(line qga-polled-ms "$out")
+if [ "${ms:-0}" -ge 180 ] && [ "${ms:-0}" -lt 1000 ]; then ok "status polled every 100 ms (3 polls in ${ms} ms)"; else not_ok "status polled every 100 ms (${ms:-?} ms)"; fi
+
+done_testing
 fi
 if [ ! -x "$probe" ]; then
     not_ok "qmp_probe is built ($probe; run ninja -C $build)"
-    done_testing
+    # --- 5. a scripted fake QEMU / guest agent: stream framing and limits that a
+# real QEMU does not produce on demand.
+out=$trash/fake-split.out
+timeout 30 "$probe" "$trash/fake.sock" fake split >"$out" 2>&1
+sed 's/^/#   probe: /' "$out"
+check_eq "greeting sent byte by byte, no newlines between messages" "$(line connect "$out")" ok
+check_eq "reply split over three writes, after a stale reply with another id" \
+    "$(line split-status "$out")" "status=running running=true"
+check_eq "event sent right after the capabilities reply was queued" "$(line split-queued-early "$out")" ok
+check_eq "event sent between stale reply and reply was queued" "$(line split-queued-resume "$out")" ok
+check_eq "error reply with the id first and a unicode escape" "$(line split-error "$out")" \
+    "rc=-5 msg=QMP command 'query-x' failed: boom é (GenericError)"
+check_eq "connection dropped in the middle of a reply: -ECONNRESET" "$(line split-eof "$out")" \
+    "rc=-104 msg=QEMU closed the monitor connection (is it still running?)"
+
+out=$trash/fake-oversize.out
+timeout 30 "$probe" "$trash/fake.sock" fake oversize >"$out" 2>&1
+check_eq "a 17 MiB message is refused at the 16 MiB cap" "$(line oversize "$out")" \
+    "rc=-90 msg=message from QEMU exceeds the limit of 16777216 bytes"
+check_eq "and the connection stays failed" "$(line then "$out")" \
+    "rc=-90 msg=message from QEMU exceeds the limit of 16777216 bytes"
+
+out=$trash/fake-garbage.out
+timeout 30 "$probe" "$trash/fake.sock" fake garbage >"$out" 2>&1
+check_eq "malformed JSON: -EPROTO" "$(line garbage "$out")" \
+    "rc=-71 msg=malformed message from QEMU: unexpected character"
+
+out=$trash/fake-qga.out
+timeout 30 "$probe" "$trash/fake.sock" fake qga >"$out" 2>&1
+sed 's/^/#   probe: /' "$out"
+check_eq "guest-sync-delimited skips stale data up to the 0xFF sentinel" "$(line qga-connect "$out")" ok
+check_eq "guest-exec with guest-exec-status polling" "$(line qga-exec "$out")" ok
+check_eq "exit code" "$(line qga-exit "$out")" 7
+check_eq "path, args and base64 input-data sent; out-data decoded" "$(line qga-out "$out")" \
+    'path=/bin/sh arg=["-c","echo \"$0\"","x y"] input-b64=aW5wdXQK'
+check_eq "err-data decoded, NUL byte kept" "$(line qga-err "$out")" 'err\x00bytes'
+ms=$(line qga-polled-ms "$out")
+if [ "${ms:-0}" -ge 180 ] && [ "${ms:-0}" -lt 1000 ]; then ok "status polled every 100 ms (3 polls in ${ms} ms)"; else not_ok "status polled every 100 ms (${ms:-?} ms)"; fi
+
+done_testing
 fi
 
 trash=$(mktemp -d /tmp/qvm-qmp.XXXXXX)
@@ -166,5 +244,44 @@ echo go >&7
 exec 7>&-
 wait "$probe_pid"
 check_eq "the first client is unaffected" "$(line status-after-kill "$out")" "status=prelaunch running=false"
+
+# --- 5. a scripted fake QEMU / guest agent: stream framing and limits that a
+# real QEMU does not produce on demand.
+out=$trash/fake-split.out
+timeout 30 "$probe" "$trash/fake.sock" fake split >"$out" 2>&1
+sed 's/^/#   probe: /' "$out"
+check_eq "greeting sent byte by byte, no newlines between messages" "$(line connect "$out")" ok
+check_eq "reply split over three writes, after a stale reply with another id" \
+    "$(line split-status "$out")" "status=running running=true"
+check_eq "event sent right after the capabilities reply was queued" "$(line split-queued-early "$out")" ok
+check_eq "event sent between stale reply and reply was queued" "$(line split-queued-resume "$out")" ok
+check_eq "error reply with the id first and a unicode escape" "$(line split-error "$out")" \
+    "rc=-5 msg=QMP command 'query-x' failed: boom é (GenericError)"
+check_eq "connection dropped in the middle of a reply: -ECONNRESET" "$(line split-eof "$out")" \
+    "rc=-104 msg=QEMU closed the monitor connection (is it still running?)"
+
+out=$trash/fake-oversize.out
+timeout 30 "$probe" "$trash/fake.sock" fake oversize >"$out" 2>&1
+check_eq "a 17 MiB message is refused at the 16 MiB cap" "$(line oversize "$out")" \
+    "rc=-90 msg=message from QEMU exceeds the limit of 16777216 bytes"
+check_eq "and the connection stays failed" "$(line then "$out")" \
+    "rc=-90 msg=message from QEMU exceeds the limit of 16777216 bytes"
+
+out=$trash/fake-garbage.out
+timeout 30 "$probe" "$trash/fake.sock" fake garbage >"$out" 2>&1
+check_eq "malformed JSON: -EPROTO" "$(line garbage "$out")" \
+    "rc=-71 msg=malformed message from QEMU: unexpected character"
+
+out=$trash/fake-qga.out
+timeout 30 "$probe" "$trash/fake.sock" fake qga >"$out" 2>&1
+sed 's/^/#   probe: /' "$out"
+check_eq "guest-sync-delimited skips stale data up to the 0xFF sentinel" "$(line qga-connect "$out")" ok
+check_eq "guest-exec with guest-exec-status polling" "$(line qga-exec "$out")" ok
+check_eq "exit code" "$(line qga-exit "$out")" 7
+check_eq "path, args and base64 input-data sent; out-data decoded" "$(line qga-out "$out")" \
+    'path=/bin/sh arg=["-c","echo \"$0\"","x y"] input-b64=aW5wdXQK'
+check_eq "err-data decoded, NUL byte kept" "$(line qga-err "$out")" 'err\x00bytes'
+ms=$(line qga-polled-ms "$out")
+if [ "${ms:-0}" -ge 180 ] && [ "${ms:-0}" -lt 1000 ]; then ok "status polled every 100 ms (3 polls in ${ms} ms)"; else not_ok "status polled every 100 ms (${ms:-?} ms)"; fi
 
 done_testing

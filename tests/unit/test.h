@@ -9,11 +9,12 @@
 static int test_n, test_failed;
 
 #define CHECK(cond, ...) do { \
+    int ok_ = !!(cond); \
     test_n++; \
-    if (cond) { printf("ok %d - ", test_n); } \
+    if (ok_) { printf("ok %d - ", test_n); } \
     else { test_failed++; printf("not ok %d - ", test_n); } \
     printf(__VA_ARGS__); printf("\n"); \
-    if (!(cond)) printf("#   failed at %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+    if (!ok_) printf("#   failed at %s:%d: %s\n", __FILE__, __LINE__, #cond); \
 } while (0)
 
 #define CHECK_STR(got, want, ...) do { \

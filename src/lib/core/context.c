@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "core/journal.h"
+#include "storage/storage.h"
 
 int qvm_ctx_init(struct qvm_ctx *ctx, const char *root, struct qvm_ui *ui, struct qvm_error *err)
 {
@@ -20,6 +21,14 @@ int qvm_ctx_init(struct qvm_ctx *ctx, const char *root, struct qvm_ui *ui, struc
     if (r < 0)
         return r;
     r = qvm_paths_ensure(&ctx->paths, err);
+    if (r < 0)
+        return r;
+    struct qvm_pool pool;
+    r = qvm_pool_open(ctx->paths.pools_dir, ctx->default_pool, &pool, err);
+    if (r < 0)
+        return r;
+    r = pool.driver->pool_init(&pool, err);
+    qvm_pool_release(&pool);
     if (r < 0)
         return r;
     r = qvm_journal_recover(ctx, err);

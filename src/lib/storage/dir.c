@@ -19,6 +19,18 @@
 #include "util/strbuf.h"
 #include "util/subprocess.h"
 
+static int dir_pool_init(const struct qvm_pool *pool, struct qvm_error *err)
+{
+    char *images = xasprintf("%s/images", pool->path);
+    char *vms = xasprintf("%s/vms", pool->path);
+    int r = qvm_mkdir_p(images, 0755, err);
+    if (r == 0)
+        r = qvm_mkdir_p(vms, 0755, err);
+    free(images);
+    free(vms);
+    return r;
+}
+
 static char *dir_image_dir(const struct qvm_pool *pool, const char *image)
 {
     return xasprintf("%s/images/%s", pool->path, image);
@@ -187,6 +199,7 @@ static int dir_vm_destroy(const struct qvm_pool *pool, const char *vm, struct qv
 
 const struct qvm_storage_driver qvm_storage_dir = {
     .name = "dir",
+    .pool_init = dir_pool_init,
     .image_dir = dir_image_dir,
     .vm_dir = dir_vm_dir,
     .image_create = dir_image_create,

@@ -30,6 +30,9 @@ void qvm_disk_info_release(struct qvm_disk_info *info);
 struct qvm_storage_driver {
     const char *name;
 
+    /* Creates the pool's layout if missing (idempotent). */
+    int (*pool_init)(const struct qvm_pool *pool, struct qvm_error *err);
+
     /* Directory holding an image's metadata (image.json) and, for file
      * backends, its version files. Caller frees. */
     char *(*image_dir)(const struct qvm_pool *pool, const char *image);
