@@ -9,6 +9,7 @@
 #include "core/vm.h"
 #include "runtime/qmp.h"
 #include "util/lock.h"
+#include "util/names.h"
 #include "util/strbuf.h"
 
 static long long now_ms(void)
@@ -53,7 +54,10 @@ int qvm_guest_exec(struct qvm_ctx *ctx, const char *name, const char *const argv
 {
     memset(ret, 0, sizeof *ret);
     long long deadline = now_ms() + (long long)timeout_s * 1000;
-    int lock = qvm_lock_object(ctx->paths.lock_dir, "agent", name, true, err);
+    int lock = qvm_name_check("VM", name, err);
+    if (lock < 0)
+        return lock;
+    lock = qvm_lock_object(ctx->paths.lock_dir, "agent", name, true, err);
     if (lock < 0)
         return lock;
     struct qvm_qmp *q;

@@ -19,6 +19,7 @@
 #include "runtime/qmp.h"
 #include "util/fsutil.h"
 #include "util/lock.h"
+#include "util/names.h"
 #include "util/strbuf.h"
 #include "util/subprocess.h"
 
@@ -107,6 +108,9 @@ int qvm_vm_start_qemu(struct qvm_ctx *ctx, struct qvm_vm *vm, struct qvm_journal
 
 static int lock_vm(struct qvm_ctx *ctx, const char *name, struct qvm_error *err)
 {
+    int r = qvm_name_check("VM", name, err);
+    if (r < 0)
+        return r;
     return qvm_lock_object(ctx->paths.lock_dir, "vm", name, false, err);
 }
 

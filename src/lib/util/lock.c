@@ -6,6 +6,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "names.h"
 #include "strbuf.h"
 
 int qvm_lock_path(const char *path, bool wait, const char *what, struct qvm_error *err)
@@ -28,6 +29,10 @@ int qvm_lock_path(const char *path, bool wait, const char *what, struct qvm_erro
 int qvm_lock_object(const char *lock_dir, const char *kind, const char *name, bool wait,
                     struct qvm_error *err)
 {
+    /* Callers validate names at the edge; this is the last line of defence
+     * before a user string becomes a path. */
+    if (!qvm_name_valid(name))
+        return qvm_err(err, EINVAL, "invalid %s name '%.80s'", kind, name);
     char *path = xasprintf("%s/%s-%s.lock", lock_dir, kind, name);
     char *what = xasprintf("%s '%s'", kind, name);
     int r = qvm_lock_path(path, wait, what, err);
