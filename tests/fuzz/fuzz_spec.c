@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <yaml.h>
 
 #include "spec/spec.h"
@@ -26,6 +27,24 @@ static void add_field(struct strbuf *sb, const yaml_char_t *s, size_t len)
 static void add_str(struct strbuf *sb, const yaml_char_t *s)
 {
     add_field(sb, s, s ? strlen((const char *)s) : 0);
+}
+
+/* Would V, written plain, resolve to something other than a string (YAML
+ * 1.1 null, bool, number)? Only then does plain against quoted matter: the
+ * emitter may quote a plain scalar it cannot write plain, such as "-". */
+static bool resolves_special(const char *v, size_t len)
+{
+    static const char *const words[] = { "~", "null", "y", "n", "yes", "no", "true", "false", "on", "off" };
+    if (len == 0)
+        return true;
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+        if (strcasecmp(v, words[i]) == 0)
+            return true;
+    size_t i = (v[0] == '+' || v[0] == '-') ? 1 : 0;
+    if (i < len && v[i] == '.')
+        i++;
+    return i < len && ((v[i] >= '0' && v[i] <= '9') || strncasecmp(v + i, "inf", 3) == 0 ||
+                       strncasecmp(v + i, "nan", 3) == 0);
 }
 
 /* One line per node event; "qvm: KIND" at the top of each document is
@@ -68,9 +87,14 @@ static int serialize(const char *text, size_t len, struct strbuf docs[16], char 
                                          : t == YAML_SEQUENCE_START_EVENT ? 7 : 8]);
             if (t == YAML_SCALAR_EVENT) {
                 add_str(sb, ev.data.scalar.anchor);
+                const char *v = (const char *)ev.data.scalar.value;
+                size_t vlen = ev.data.scalar.length;
+                bool plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+                if (plain && vlen == 0 && !ev.data.scalar.tag)
+                    v = "~", vlen = 1;      /* the same null */
                 add_str(sb, ev.data.scalar.tag);
-                strbuf_addch(sb, ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? 'p' : 'q');
-                add_field(sb, ev.data.scalar.value, ev.data.scalar.length);
+                strbuf_addch(sb, !resolves_special(v, vlen) ? 's' : plain ? 'p' : 'q');
+                add_field(sb, (const yaml_char_t *)v, vlen);
             } else if (t == YAML_ALIAS_EVENT) {
                 add_str(sb, ev.data.alias.anchor);
             } else if (t == YAML_MAPPING_START_EVENT) {

@@ -1162,6 +1162,15 @@ static int emit_node(yaml_emitter_t *em, const struct spec_node *n, bool root)
     case SPEC_ALIAS:
         return yaml_alias_event_initialize(&ev, anchor) && yaml_emitter_emit(em, &ev);
     case SPEC_SCALAR:
+        /* Where the emitter cannot keep a scalar plain (an empty one in flow
+         * context, "-" as a key) it quotes it, and then tags it "!" unless
+         * quoted_implicit is set. A plain scalar it refuses is a string
+         * either way; an empty one is null, so it is written "~". */
+        if (n->style == YAML_PLAIN_SCALAR_STYLE && !n->tag)
+            return yaml_scalar_event_initialize(&ev, anchor, NULL,
+                                                (const yaml_char_t *)(n->len ? n->value : "~"),
+                                                n->len ? (int)n->len : 1, 1, 1, YAML_PLAIN_SCALAR_STYLE) &&
+                   yaml_emitter_emit(em, &ev);
         return yaml_scalar_event_initialize(&ev, anchor, tag, (const yaml_char_t *)n->value, (int)n->len,
                                             n->plain_implicit, n->quoted_implicit, n->style) &&
                yaml_emitter_emit(em, &ev);
