@@ -1271,6 +1271,11 @@ static int doc_text(struct spec_ctx *c, const struct doc_ref *ref, const struct 
         ok = kb >= rs && ve <= re && (ls == rs || data[ls - 1] == '\n' || data[ls - 1] == '\r') &&
              rest_blank(c, ve, re, &le);
     }
+    /* A document running to the end of a file without a final line break:
+     * adding one would change a block scalar that ends there, so keys that
+     * must be appended go through the emitter instead. */
+    if (ok && nex && re > rs && data[re - 1] != '\n' && data[re - 1] != '\r')
+        ok = false;
     if (!ok)
         return emit_without(c, d, qkey, ex, nex, out);
 
@@ -1290,8 +1295,6 @@ static int doc_text(struct spec_ctx *c, const struct doc_ref *ref, const struct 
         }
     strbuf_add(out, data + rs, ls - rs);
     strbuf_add(out, data + le, re - le);
-    if (out->len && out->buf[out->len - 1] != '\n' && out->buf[out->len - 1] != '\r')
-        strbuf_addch(out, '\n');
     for (size_t i = 0; i < nex; i++) {
         for (size_t k = 0; k < root->start.column; k++)
             strbuf_addch(out, ' ');
