@@ -92,6 +92,21 @@ if [ "${QVM_QUICK:-0}" != 1 ]; then
     fi
 fi
 
+# The libFuzzer target, for a bounded time, where clang has libFuzzer.
+if [ "${QVM_QUICK:-0}" != 1 ] && command -v clang >/dev/null; then
+    echo "== fuzzing (libFuzzer, ${QVM_FUZZ_SECONDS:-60} s) =="
+    if CC=clang build build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
+        && [ -x build-fuzz/tests/fuzz/fuzz-spec ]; then
+        mkdir -p "$logdir/corpus"
+        run_tap "libFuzzer fuzz-spec" bash -c "build-fuzz/tests/fuzz/fuzz-spec -max_total_time=${QVM_FUZZ_SECONDS:-60} \
+            -max_len=65536 '$logdir/corpus' tests/fuzz/corpus/spec >'$logdir/fuzz.txt' 2>&1 \
+            && echo 'ok 1 - no crash in ${QVM_FUZZ_SECONDS:-60} s of fuzzing' \
+            || { echo 'not ok 1 - the fuzzer found a crash'; tail -30 '$logdir/fuzz.txt' | sed 's/^/# /'; }; echo 1..1"
+    else
+        run_tap "libFuzzer fuzz-spec" bash -c "echo 'ok 1 # SKIP clang cannot build the libFuzzer target here'; echo 1..1"
+    fi
+fi
+
 echo "logs: $logdir"
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]

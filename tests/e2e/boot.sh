@@ -71,6 +71,11 @@ log=$QVM_ROOT/var/lib/qvm/pools/default/vms/hello/console.log
 grep -qE "Cloud-init v\. .* finished" "$log" && ok "serial log shows cloud-init finished" ||
     not_ok "serial console log lacks cloud-init's final message"
 
+# The serial console: a newline makes the guest's getty print its prompt.
+(sleep 2; printf '\n'; sleep 3) | timeout 20 "$QVM" console hello >"$T/console.out" 2>&1
+grep -qa "hello-qvm login:" "$T/console.out" && ok "qvm console reaches the guest's serial getty" ||
+    { not_ok "qvm console"; tail -5 "$T/console.out" | diag; }
+
 run_qvm stop hello --timeout 120
 if [ "$rc" = 0 ] && ! grep -q "did not power off" <<<"$out"; then
     ok "qvm stop: the guest powered off on the ACPI request"

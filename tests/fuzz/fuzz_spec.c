@@ -40,9 +40,15 @@ static bool resolves_special(const char *v, size_t len)
     for (size_t i = 0; i < sizeof words / sizeof *words; i++)
         if (strcasecmp(v, words[i]) == 0)
             return true;
+    for (size_t k = 0; k < len; k++)
+        if (v[k] <= ' ' || v[k] > '~')
+            return false;   /* no YAML 1.1 number has spaces or non-ASCII */
     size_t i = (v[0] == '+' || v[0] == '-') ? 1 : 0;
-    if (i < len && v[i] == '.')
-        i++;
+    if (i < len && v[i] >= '0' && v[i] <= '9')
+        return true;
+    if (i >= len || v[i] != '.')
+        return false;
+    i++;
     return i < len && ((v[i] >= '0' && v[i] <= '9') || strncasecmp(v + i, "inf", 3) == 0 ||
                        strncasecmp(v + i, "nan", 3) == 0);
 }
@@ -93,7 +99,8 @@ static int serialize(const char *text, size_t len, struct strbuf docs[16], char 
                 if (plain && vlen == 0 && !ev.data.scalar.tag)
                     v = "~", vlen = 1;      /* the same null */
                 add_str(sb, ev.data.scalar.tag);
-                strbuf_addch(sb, !resolves_special(v, vlen) ? 's' : plain ? 'p' : 'q');
+                /* With a tag, the tag and not the style decides the type. */
+                strbuf_addch(sb, ev.data.scalar.tag || !resolves_special(v, vlen) ? 's' : plain ? 'p' : 'q');
                 add_field(sb, (const yaml_char_t *)v, vlen);
             } else if (t == YAML_ALIAS_EVENT) {
                 add_str(sb, ev.data.alias.anchor);

@@ -1143,6 +1143,23 @@ static bool rest_blank(const struct spec_ctx *c, size_t pos, size_t lim, size_t 
     return true;
 }
 
+/* A value we append to meta-data as a plain scalar must read back as a
+ * string: VM names are [a-z0-9._-], so digits first and YAML 1.1 words are
+ * the only traps. */
+static bool needs_quotes(const char *v)
+{
+    static const char *const words[] = { "y", "n", "yes", "no", "true", "false", "on", "off", "null" };
+    bool quote = v[0] >= '0' && v[0] <= '9';
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+        quote = quote || strcmp(v, words[i]) == 0;
+    return quote;
+}
+
+static void add_scalar(struct strbuf *sb, const char *v)
+{
+    strbuf_addf(sb, needs_quotes(v) ? "\"%s\"" : "%s", v);
+}
+
 struct extra {
     const char *key;
     const char *value;
@@ -1217,7 +1234,9 @@ static int emit_without(struct spec_ctx *c, const struct spec_doc *d, const stru
         ok = yaml_scalar_event_initialize(&ev, NULL, NULL, (const yaml_char_t *)ex[i].key, -1, 1, 1,
                                           YAML_ANY_SCALAR_STYLE) && yaml_emitter_emit(&em, &ev) &&
              yaml_scalar_event_initialize(&ev, NULL, NULL, (const yaml_char_t *)ex[i].value, -1, 1, 1,
-                                          YAML_ANY_SCALAR_STYLE) && yaml_emitter_emit(&em, &ev);
+                                          needs_quotes(ex[i].value) ? YAML_DOUBLE_QUOTED_SCALAR_STYLE
+                                                                    : YAML_PLAIN_SCALAR_STYLE) &&
+             yaml_emitter_emit(&em, &ev);
     ok = ok && yaml_mapping_end_event_initialize(&ev) && yaml_emitter_emit(&em, &ev) &&
          yaml_document_end_event_initialize(&ev, 1) && yaml_emitter_emit(&em, &ev) &&
          yaml_stream_end_event_initialize(&ev) && yaml_emitter_emit(&em, &ev);
@@ -1233,16 +1252,18 @@ static int emit_without(struct spec_ctx *c, const struct spec_doc *d, const stru
     return r;
 }
 
-/* A value we append to meta-data as a plain scalar must read back as a
- * string: VM names are [a-z0-9._-], so digits first and YAML 1.1 words are
- * the only traps. */
-static void add_scalar(struct strbuf *sb, const char *v)
+/* True if SB's last line has content that a line break would change: not
+ * ended, and not blank or a comment. */
+static bool ends_open(const struct strbuf *sb)
 {
-    static const char *const words[] = { "y", "n", "yes", "no", "true", "false", "on", "off", "null" };
-    bool quote = v[0] >= '0' && v[0] <= '9';
-    for (size_t i = 0; i < sizeof words / sizeof *words; i++)
-        quote = quote || strcmp(v, words[i]) == 0;
-    strbuf_addf(sb, quote ? "\"%s\"" : "%s", v);
+    size_t i = sb->len;
+    if (i == 0 || sb->buf[i - 1] == '\n' || sb->buf[i - 1] == '\r')
+        return false;
+    while (i > 0 && sb->buf[i - 1] != '\n' && sb->buf[i - 1] != '\r')
+        i--;
+    while (i < sb->len && (sb->buf[i] == ' ' || sb->buf[i] == '\t'))
+        i++;
+    return i < sb->len && sb->buf[i] != '#';
 }
 
 /* Document D's text without its '---'/'...' markers and without the qvm
@@ -1253,7 +1274,10 @@ static int doc_text(struct spec_ctx *c, const struct doc_ref *ref, const struct 
     const struct spec_doc *d = &c->docs[ref->index];
     const struct spec_node *root = d->root, *qkey = ref->qkey, *qval = ref->qval;
     const char *data = c->data;
-    bool ok = !root->flow && !d->tag_directives &&
+    /* The cut needs a block mapping whose qvm entry sits alone on its line,
+     * and no tag or anchor on the mapping (they stand on a line of their
+     * own and would apply to whatever is left). */
+    bool ok = !root->flow && !d->tag_directives && !root->tag && !root->anchor &&
               (qval->style == YAML_PLAIN_SCALAR_STYLE || qval->style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
                qval->style == YAML_DOUBLE_QUOTED_SCALAR_STYLE) &&
               qkey->start.line == qval->end.line;
@@ -1271,11 +1295,6 @@ static int doc_text(struct spec_ctx *c, const struct doc_ref *ref, const struct 
         ok = kb >= rs && ve <= re && (ls == rs || data[ls - 1] == '\n' || data[ls - 1] == '\r') &&
              rest_blank(c, ve, re, &le);
     }
-    /* A document running to the end of a file without a final line break:
-     * adding one would change a block scalar that ends there, so keys that
-     * must be appended go through the emitter instead. */
-    if (ok && nex && re > rs && data[re - 1] != '\n' && data[re - 1] != '\r')
-        ok = false;
     if (!ok)
         return emit_without(c, d, qkey, ex, nex, out);
 
@@ -1295,8 +1314,19 @@ static int doc_text(struct spec_ctx *c, const struct doc_ref *ref, const struct 
         }
     strbuf_add(out, data + rs, ls - rs);
     strbuf_add(out, data + le, re - le);
+    /* A document may run to the end of the file without a final line
+     * break. After a comment one is added; after content it would change a
+     * block scalar ending there, so appending keys goes through the emitter. */
+    if (out->len && out->buf[out->len - 1] != '\n' && out->buf[out->len - 1] != '\r') {
+        if (!ends_open(out)) {
+            strbuf_addch(out, '\n');
+        } else if (nex) {
+            strbuf_reset(out);
+            return emit_without(c, d, qkey, ex, nex, out);
+        }
+    }
     for (size_t i = 0; i < nex; i++) {
-        for (size_t k = 0; k < root->start.column; k++)
+        for (size_t k = 0; k < qkey->start.column; k++)
             strbuf_addch(out, ' ');
         strbuf_addf(out, "%s: ", ex[i].key);
         add_scalar(out, ex[i].value);
