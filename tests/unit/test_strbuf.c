@@ -1,7 +1,11 @@
 /* test_strbuf.c - struct strbuf and the x* allocation helpers. */
+#include <signal.h>
 #include <stdint.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "test.h"
 #include "util/strbuf.h"
@@ -244,8 +248,60 @@ static void test_x_helpers(void)
     free(p);
 }
 
+/* Growth that cannot be satisfied must abort ("Allocation failure aborts"),
+ * not spin: with a request above SIZE_MAX/2 the doubling of the capacity
+ * overflows to 0 and never reaches it. Run in a child with an alarm. */
+/* The child gave up by itself: aborted (or, under a sanitizer, failed the
+ * allocation and exited non-zero), not killed by the alarm, not exit 0. */
+static int gave_up(int st)
+{
+    return (WIFSIGNALED(st) && WTERMSIG(st) != SIGALRM) || (WIFEXITED(st) && WEXITSTATUS(st) != 0);
+}
+
+static void test_grow_huge(void)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(3);
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0)
+            dup2(devnull, 2);   /* the "out of memory" line */
+        struct strbuf sb = STRBUF_INIT;
+        strbuf_grow(&sb, SIZE_MAX / 2 + 2);
+        strbuf_release(&sb);
+        _exit(0);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK(gave_up(st),
+          "an impossible grow aborts instead of looping (child %s %d)",
+          WIFSIGNALED(st) ? "killed by signal" : "exited", WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+
+    /* The overflow check itself: len + extra + 1 wraps around to exactly
+     * len, so the request looks satisfied and nothing is allocated (a
+     * following strbuf_add would write SIZE_MAX bytes). */
+    pid = fork();
+    if (pid == 0) {
+        alarm(3);
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0)
+            dup2(devnull, 2);
+        struct strbuf sb = STRBUF_INIT;
+        strbuf_addstr(&sb, "x");
+        strbuf_grow(&sb, SIZE_MAX);
+        strbuf_release(&sb);
+        _exit(0);
+    }
+    waitpid(pid, &st, 0);
+    CHECK(gave_up(st),
+          "a grow by SIZE_MAX (len + extra + 1 wraps back to len) aborts (child %s %d)",
+          WIFSIGNALED(st) ? "killed by signal" : "exited", WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+}
+
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);  /* no buffered TAP lines duplicated by forks */
     test_init();
     test_growth();
     test_addf();
@@ -253,5 +309,6 @@ int main(void)
     test_detach();
     test_release_reuse();
     test_x_helpers();
+    test_grow_huge();
     return test_done();
 }

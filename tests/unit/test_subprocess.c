@@ -153,7 +153,7 @@ static void test_enoent(void)
     int fd = mkstemp(tmpl);
     CHECK(fd >= 0, "temp file");
     if (fd >= 0) {
-        (void)write(fd, "#!/bin/sh\necho hi\n", 18);
+        CHECK(write(fd, "#!/bin/sh\necho hi\n", 18) == 18, "script written");
         close(fd);
         const char *argv3[] = { tmpl, NULL };
         qvm_err_clear(&err);
@@ -199,6 +199,24 @@ static void test_timeout(void)
     o.timeout_ms = 5000;
     r = sh("sleep 0.2; echo done", &o, &res, &err);
     CHECK(r == 0 && !res.timed_out && strcmp(res.out, "done\n") == 0, "finishes within the timeout");
+    qvm_run_result_release(&res);
+}
+
+/* A daemonizing child: it exits while a grandchild still holds the pipes.
+ * qvm_run returns once the child is gone instead of waiting for EOF. */
+static void test_daemonizing_child(void)
+{
+    struct qvm_run_result res;
+    struct qvm_error err = { 0 };
+    struct qvm_run_opts o = { .timeout_ms = 10000 };
+    long long t0 = now_ms();
+    int r = sh("sleep 3 & echo started; echo warn >&2", &o, &res, &err);
+    long long took = now_ms() - t0;
+    CHECK(r == 0 && !res.timed_out, "a child that leaves a grandchild behind succeeds (r=%d)", r);
+    CHECK(took < 2000, "it returns without waiting for the grandchild (%lld ms)", took);
+    CHECK_STR(res.out, "started\n", "its output is captured");
+    CHECK_STR(res.err, "warn\n", "its stderr is captured");
+    CHECK(no_children(), "the child was reaped");
     qvm_run_result_release(&res);
 }
 
@@ -326,7 +344,14 @@ static void test_fds(void)
             extra++;
         p = nl ? nl + 1 : p + len;
     }
-    CHECK(extra == 0, "no fd beyond 0-2 (and ls's own 3) in the child: '%s'", res.out);
+    CHECK(extra == 0, "no fd beyond 0-2 (and ls's own 3) in the child");
+    if (extra) {
+        for (const char *p = res.out; *p;) {
+            size_t len = strcspn(p, "\n");
+            printf("#   open in the child: %.*s\n", (int)len, p);
+            p += len + (p[len] == '\n');
+        }
+    }
     qvm_run_result_release(&res);
 
     /* The library's own pipes and /dev/null do not leak into the parent. */
@@ -368,7 +393,7 @@ static void test_stdin(void)
 
     int p[2];
     CHECK(pipe2(p, O_CLOEXEC) == 0, "pipe");
-    (void)write(p[1], "from the pipe\n", 14);
+    CHECK(write(p[1], "from the pipe\n", 14) == 14, "pipe written");
     close(p[1]);
     o.stdin_fd = p[0];
     o.use_stdin_fd = true;
@@ -430,7 +455,7 @@ static void test_argv_to_string(void)
     const char *a4[] = { "-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:2222-:22", "a+b@c%d", NULL };
     s = qvm_argv_to_string(a4);
     CHECK_STR(s, "-netdev user,id=n0,hostfwd=tcp:127.0.0.1:2222-:22 a+b@c%d",
-              "',', ':', '=', '@', '+', '%' need no quoting");
+              "',', ':', '=', '@', '+', '%%' need no quoting");
     free(s);
 
     const char *a5[] = { "'", NULL };
@@ -471,10 +496,12 @@ static void test_last_line(void)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);  /* no buffered TAP lines duplicated by forks */
     test_capture();
     test_status();
     test_enoent();
     test_timeout();
+    test_daemonizing_child();
     test_timeout_message();
     test_max_output();
     test_env();
