@@ -61,6 +61,15 @@ static int append_record(struct qvm_journal *j, json_object *rec, struct qvm_err
     return r;
 }
 
+static void journal_free(struct qvm_journal *j)
+{
+    if (j->fd >= 0)
+        close(j->fd);
+    free(j->path);
+    free(j->op);
+    free(j);
+}
+
 int qvm_journal_begin(struct qvm_ctx *ctx, const char *op, const char *lock_kind,
                       const char *lock_name, struct qvm_journal **ret, struct qvm_error *err)
 {
@@ -73,42 +82,39 @@ int qvm_journal_begin(struct qvm_ctx *ctx, const char *op, const char *lock_kind
     j->path = xasprintf("%s/%ld-%d-%02x%02x%02x%02x%02x%02x.jnl", ctx->paths.journal_dir,
                         (long)time(NULL), (int)getpid(), rnd[0], rnd[1], rnd[2], rnd[3],
                         rnd[4], rnd[5]);
-    j->fd = open(j->path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
-    if (j->fd < 0) {
-        int r = qvm_err_errno(err, errno, "cannot create journal %s", j->path);
-        free(j->path);
-        free(j->op);
-        free(j);
-        return r;
+    /* Created under a name recovery ignores, locked and given its header,
+     * and only then renamed into place: recovery never sees a journal that
+     * is not yet locked by its writer. */
+    char *tmp = xasprintf("%s.new", j->path);
+    j->fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    int r = 0;
+    if (j->fd < 0)
+        r = qvm_err_errno(err, errno, "cannot create journal %s", tmp);
+    else if (flock(j->fd, LOCK_EX) < 0)
+        r = qvm_err_errno(err, errno, "cannot lock journal %s", tmp);
+    if (r == 0) {
+        json_object *h = json_object_new_object();
+        json_object_object_add(h, "op", json_object_new_string(op));
+        char *lock = xasprintf("%s-%s", lock_kind, lock_name);
+        json_object_object_add(h, "lock", json_object_new_string(lock));
+        free(lock);
+        json_object_object_add(h, "subject", json_object_new_string(lock_name));
+        json_object_object_add(h, "pid", json_object_new_int(getpid()));
+        json_object_object_add(h, "started", json_object_new_int64(time(NULL)));
+        r = append_record(j, h, err);
     }
-    if (flock(j->fd, LOCK_EX) < 0) {
-        int r = qvm_err_errno(err, errno, "cannot lock journal %s", j->path);
-        unlink(j->path);
-        close(j->fd);
-        free(j->path);
-        free(j->op);
-        free(j);
-        return r;
-    }
-    json_object *h = json_object_new_object();
-    json_object_object_add(h, "op", json_object_new_string(op));
-    char *lock = xasprintf("%s-%s", lock_kind, lock_name);
-    json_object_object_add(h, "lock", json_object_new_string(lock));
-    free(lock);
-    json_object_object_add(h, "subject", json_object_new_string(lock_name));
-    json_object_object_add(h, "pid", json_object_new_int(getpid()));
-    json_object_object_add(h, "started", json_object_new_int64(time(NULL)));
-    int r = append_record(j, h, err);
+    if (r == 0 && rename(tmp, j->path) < 0)
+        r = qvm_err_errno(err, errno, "cannot rename journal %s", tmp);
     if (r == 0)
         r = qvm_fsync_dir(ctx->paths.journal_dir, err);
     if (r < 0) {
+        unlink(tmp);
         unlink(j->path);
-        close(j->fd);
-        free(j->path);
-        free(j->op);
-        free(j);
+        free(tmp);
+        journal_free(j);
         return r;
     }
+    free(tmp);
     *ret = j;
     return 0;
 }
@@ -138,15 +144,6 @@ int qvm_journal_undo_rename(struct qvm_journal *j, const char *from, const char 
                             struct qvm_error *err)
 {
     return add_undo(j, "rename", "from", from, "to", to, err);
-}
-
-static void journal_free(struct qvm_journal *j)
-{
-    if (j->fd >= 0)
-        close(j->fd);
-    free(j->path);
-    free(j->op);
-    free(j);
 }
 
 int qvm_journal_commit(struct qvm_journal *j, struct qvm_error *err)
@@ -273,6 +270,7 @@ static int recover_one(struct qvm_ctx *ctx, const char *path, struct strbuf *rep
     const char *lock = hdr ? rec_str(hdr, "lock") : NULL;
     const char *op = hdr ? rec_str(hdr, "op") : NULL;
     const char *subject = hdr ? rec_str(hdr, "subject") : NULL;
+    char *desc = xasprintf("%s %s", op ? op : "operation", subject ? subject : "");
     int lock_fd = -1, r = 0;
     if (lock) {
         /* Object lock first, then the journal's own, then re-check it is
@@ -282,6 +280,7 @@ static int recover_one(struct qvm_ctx *ctx, const char *path, struct strbuf *rep
         free(lp);
         if (lock_fd < 0) {
             json_object_put(arr);
+            free(desc);
             return 0;
         }
     }
@@ -291,9 +290,17 @@ static int recover_one(struct qvm_ctx *ctx, const char *path, struct strbuf *rep
             close(fd);
         qvm_unlock(lock_fd);
         json_object_put(arr);
+        free(desc);
         return 0;
     }
-    char *desc = xasprintf("%s %s", op ? op : "operation", subject ? subject : "");
+    /* Re-read under the lock: the writer may have added a record (and died)
+     * between our first read and taking the lock. */
+    char *fresh = NULL;
+    if (qvm_read_file(path, JOURNAL_MAX, &fresh, &len, NULL) == 0) {
+        json_object_put(arr);
+        arr = parse_journal(fresh);
+        free(fresh);
+    }
     struct qvm_error e = { 0 };
     if (rollback_records(arr, desc, &e) == 0) {
         unlink(path);

@@ -1,9 +1,12 @@
 /* parse.c - the qvm file: a YAML stream of tagged documents -> struct qvm_vm_spec.
  *
  * Owns reading YAML (libyaml events into a small node tree that keeps marks),
- * the document rules of seed 000 section 3.1.2 and 7.2.2, and cutting the
- * cloud-init documents out of the original bytes. The vm document's keys are
- * checked in validate.c. Touches nothing on the host but getrandom().
+ * the document rules of seed 000 sections 3.1.2 and 7.2.2, the vm document
+ * (virt-install's vocabulary), and cutting the cloud-init documents out of
+ * the original bytes. Touches nothing on the host but getrandom().
+ *
+ * Sections: errors; the node tree; scalar readers; the vm document; the
+ * documents; cutting a document out of the text; entry points.
  *
  * Why a tree of our own rather than yaml_document_t: we need the marks of
  * every node, the document boundaries and the anchors as written (never
@@ -23,10 +26,9 @@
 #include "util/names.h"
 #include "util/strbuf.h"
 
-
 #define SPEC_MAX_DOCS 16
 #define SPEC_MAX_SCALAR (64u * 1024)
-#define SPEC_MAX_NODES (1u << 17)   /* ample for any cloud-config; caps memory at ~16 MiB */
+#define SPEC_MAX_NODES (1u << 17)   /* ample for any cloud-config; caps the tree near 20 MiB */
 
 enum spec_kind { SPEC_SCALAR, SPEC_MAP, SPEC_SEQ, SPEC_ALIAS };
 
@@ -1171,44 +1173,87 @@ static int write_handler(void *data, unsigned char *buffer, size_t size)
     return 1;
 }
 
-static int emit_node(yaml_emitter_t *em, const struct spec_node *n, bool root)
+/* Emits N; in a mapping, the pair whose key is SKIP is left out and EX
+ * pairs are added at its end. Containers are written in block style,
+ * where the emitter can keep the most scalars plain. */
+static int emit_node(yaml_emitter_t *em, const struct spec_node *n, const struct spec_node *skip,
+                     const struct extra *ex, size_t nex)
 {
     yaml_event_t ev;
     const yaml_char_t *anchor = (const yaml_char_t *)n->anchor, *tag = (const yaml_char_t *)n->tag;
     switch (n->kind) {
     case SPEC_ALIAS:
         return yaml_alias_event_initialize(&ev, anchor) && yaml_emitter_emit(em, &ev);
-    case SPEC_SCALAR:
-        /* Where the emitter cannot keep a scalar plain (an empty one in flow
-         * context, "-" as a key) it quotes it, and then tags it "!" unless
-         * quoted_implicit is set. A plain scalar it refuses is a string
-         * either way; an empty one is null, so it is written "~". */
-        if (n->style == YAML_PLAIN_SCALAR_STYLE && !n->tag)
+    case SPEC_SCALAR: {
+        /* The non-specific tag "!" is dropped: PyYAML, cloud-init's reader,
+         * resolves "! 123" like "123", and libyaml can only write it as
+         * "!<%21>". Where the emitter cannot keep a plain scalar plain (an
+         * empty one in flow context, "-" as a key) it quotes it, and tags
+         * it "!" unless quoted_implicit is set: a plain scalar it refuses
+         * is a string either way, and an empty one is null, written "~". */
+        bool untagged = !n->tag || strcmp(n->tag, "!") == 0;
+        if (untagged && n->style == YAML_PLAIN_SCALAR_STYLE)
             return yaml_scalar_event_initialize(&ev, anchor, NULL,
                                                 (const yaml_char_t *)(n->len ? n->value : "~"),
                                                 n->len ? (int)n->len : 1, 1, 1, YAML_PLAIN_SCALAR_STYLE) &&
                    yaml_emitter_emit(em, &ev);
+        if (untagged)
+            return yaml_scalar_event_initialize(&ev, anchor, NULL, (const yaml_char_t *)n->value, (int)n->len,
+                                                0, 1, n->style) &&
+                   yaml_emitter_emit(em, &ev);
         return yaml_scalar_event_initialize(&ev, anchor, tag, (const yaml_char_t *)n->value, (int)n->len,
                                             n->plain_implicit, n->quoted_implicit, n->style) &&
                yaml_emitter_emit(em, &ev);
+    }
     case SPEC_SEQ:
-        if (!yaml_sequence_start_event_initialize(&ev, anchor, tag, n->implicit,
-                                                  n->flow ? YAML_FLOW_SEQUENCE_STYLE : YAML_ANY_SEQUENCE_STYLE) ||
+        if (!yaml_sequence_start_event_initialize(&ev, anchor, tag, n->implicit, YAML_BLOCK_SEQUENCE_STYLE) ||
             !yaml_emitter_emit(em, &ev))
             return 0;
         for (size_t i = 0; i < n->nkids; i++)
-            if (!emit_node(em, n->kids[i], false))
+            if (!emit_node(em, n->kids[i], NULL, NULL, 0))
                 return 0;
         return yaml_sequence_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev);
     case SPEC_MAP:
-        if (!yaml_mapping_start_event_initialize(&ev, anchor, tag, n->implicit,
-                                                 n->flow && !root ? YAML_FLOW_MAPPING_STYLE
-                                                                  : YAML_BLOCK_MAPPING_STYLE) ||
+        if (!yaml_mapping_start_event_initialize(&ev, anchor, tag, n->implicit, YAML_BLOCK_MAPPING_STYLE) ||
             !yaml_emitter_emit(em, &ev))
             return 0;
-        return 1;   /* the caller emits the pairs */
+        for (size_t i = 0; i + 1 < n->nkids; i += 2)
+            if (n->kids[i] != skip &&
+                (!emit_node(em, n->kids[i], NULL, NULL, 0) || !emit_node(em, n->kids[i + 1], NULL, NULL, 0)))
+                return 0;
+        for (size_t i = 0; i < nex; i++)
+            if (!yaml_scalar_event_initialize(&ev, NULL, NULL, (const yaml_char_t *)ex[i].key, -1, 1, 1,
+                                              YAML_PLAIN_SCALAR_STYLE) ||
+                !yaml_emitter_emit(em, &ev) ||
+                !yaml_scalar_event_initialize(&ev, NULL, NULL, (const yaml_char_t *)ex[i].value, -1, 1, 1,
+                                              needs_quotes(ex[i].value) ? YAML_DOUBLE_QUOTED_SCALAR_STYLE
+                                                                        : YAML_PLAIN_SCALAR_STYLE) ||
+                !yaml_emitter_emit(em, &ev))
+                return 0;
+        return yaml_mapping_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev);
     }
     return 0;
+}
+
+/* True if TEXT reads as YAML. libyaml's emitter can write what its parser
+ * refuses (a tag shorthand holding ','), so re-emitted text is checked. */
+static bool yaml_readable(const char *text, size_t len)
+{
+    yaml_parser_t p;
+    if (!yaml_parser_initialize(&p))
+        return false;
+    yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+    bool ok = true;
+    for (bool done = false; ok && !done;) {
+        yaml_event_t ev;
+        ok = yaml_parser_parse(&p, &ev);
+        if (ok) {
+            done = ev.type == YAML_STREAM_END_EVENT;
+            yaml_event_delete(&ev);
+        }
+    }
+    yaml_parser_delete(&p);
+    return ok;
 }
 
 /* The fallback when the qvm entry does not sit alone on its line (a flow
@@ -1226,20 +1271,9 @@ static int emit_without(struct spec_ctx *c, const struct spec_doc *d, const stru
     yaml_event_t ev;
     int ok = yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) && yaml_emitter_emit(&em, &ev) &&
              yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1) && yaml_emitter_emit(&em, &ev) &&
-             emit_node(&em, root, true);
-    for (size_t i = 0; ok && i + 1 < root->nkids; i += 2)
-        if (root->kids[i] != qkey)
-            ok = emit_node(&em, root->kids[i], false) && emit_node(&em, root->kids[i + 1], false);
-    for (size_t i = 0; ok && i < nex; i++)
-        ok = yaml_scalar_event_initialize(&ev, NULL, NULL, (const yaml_char_t *)ex[i].key, -1, 1, 1,
-                                          YAML_ANY_SCALAR_STYLE) && yaml_emitter_emit(&em, &ev) &&
-             yaml_scalar_event_initialize(&ev, NULL, NULL, (const yaml_char_t *)ex[i].value, -1, 1, 1,
-                                          needs_quotes(ex[i].value) ? YAML_DOUBLE_QUOTED_SCALAR_STYLE
-                                                                    : YAML_PLAIN_SCALAR_STYLE) &&
-             yaml_emitter_emit(&em, &ev);
-    ok = ok && yaml_mapping_end_event_initialize(&ev) && yaml_emitter_emit(&em, &ev) &&
-         yaml_document_end_event_initialize(&ev, 1) && yaml_emitter_emit(&em, &ev) &&
-         yaml_stream_end_event_initialize(&ev) && yaml_emitter_emit(&em, &ev);
+             emit_node(&em, root, qkey, ex, nex) &&
+             yaml_document_end_event_initialize(&ev, 1) && yaml_emitter_emit(&em, &ev) &&
+             yaml_stream_end_event_initialize(&ev) && yaml_emitter_emit(&em, &ev);
     int r = 0;
     if (!ok)
         r = spec_err(c, &root->start, NULL, "cannot re-emit document without its qvm key: %s",
@@ -1249,21 +1283,22 @@ static int emit_without(struct spec_ctx *c, const struct spec_doc *d, const stru
     if (r == 0 && out->len >= 4 && memcmp(out->buf + out->len - 4, "...\n", 4) == 0 &&
         (out->len == 4 || out->buf[out->len - 5] == '\n'))
         out->buf[out->len -= 4] = '\0';
+    if (r == 0 && !yaml_readable(out->buf, out->len))
+        r = spec_err(c, &qkey->start, "qvm",
+                     "cannot rewrite this document without its qvm entry: libyaml cannot write one of its "
+                     "tags back (%s)",
+                     d->tag_directives ? "avoid %TAG directives here" : "simplify the tags");
     return r;
 }
 
-/* True if SB's last line has content that a line break would change: not
- * ended, and not blank or a comment. */
-static bool ends_open(const struct strbuf *sb)
+/* True if the last node of N is a literal or folded scalar: running to
+ * the end of the file, it would gain a line break if we added one. */
+static bool ends_in_block_scalar(const struct spec_node *n)
 {
-    size_t i = sb->len;
-    if (i == 0 || sb->buf[i - 1] == '\n' || sb->buf[i - 1] == '\r')
-        return false;
-    while (i > 0 && sb->buf[i - 1] != '\n' && sb->buf[i - 1] != '\r')
-        i--;
-    while (i < sb->len && (sb->buf[i] == ' ' || sb->buf[i] == '\t'))
-        i++;
-    return i < sb->len && sb->buf[i] != '#';
+    while ((n->kind == SPEC_MAP || n->kind == SPEC_SEQ) && n->nkids)
+        n = n->kids[n->nkids - 1];
+    return n->kind == SPEC_SCALAR &&
+           (n->style == YAML_LITERAL_SCALAR_STYLE || n->style == YAML_FOLDED_SCALAR_STYLE);
 }
 
 /* Document D's text without its '---'/'...' markers and without the qvm
@@ -1315,10 +1350,11 @@ static int doc_text(struct spec_ctx *c, const struct doc_ref *ref, const struct 
     strbuf_add(out, data + rs, ls - rs);
     strbuf_add(out, data + le, re - le);
     /* A document may run to the end of the file without a final line
-     * break. After a comment one is added; after content it would change a
-     * block scalar ending there, so appending keys goes through the emitter. */
+     * break. One is added, unless it would change a block scalar ending
+     * there: then the text stays as it is, or, when keys must be appended,
+     * the emitter writes the document. */
     if (out->len && out->buf[out->len - 1] != '\n' && out->buf[out->len - 1] != '\r') {
-        if (!ends_open(out)) {
+        if (!ends_in_block_scalar(root)) {
             strbuf_addch(out, '\n');
         } else if (nex) {
             strbuf_reset(out);

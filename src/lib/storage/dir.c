@@ -103,8 +103,11 @@ static int dir_version_import(const struct qvm_pool *pool, const char *image, co
         r = fsync_path(part, err);
     if (r == 0 && chmod(part, 0444) < 0)
         r = qvm_err_errno(err, errno, "cannot make %s read-only", part);
-    if (r == 0 && rename(part, dst) < 0)
-        r = qvm_err_errno(err, errno, "cannot rename %s to %s", part, dst);
+    /* Versions are immutable and back VM disks: never replace one. */
+    if (r == 0 && renameat2(AT_FDCWD, part, AT_FDCWD, dst, RENAME_NOREPLACE) < 0)
+        r = errno == EEXIST ? qvm_err(err, EEXIST, "version %s of image '%s' already exists",
+                                      version, image)
+                            : qvm_err_errno(err, errno, "cannot rename %s to %s", part, dst);
     if (r < 0)
         unlink(part);
     free(dst);
@@ -169,6 +172,12 @@ static int dir_disk_clone(const struct qvm_pool *pool, const char *image, const 
         return r;
     }
     char *dst = xasprintf("%s/vms/%s/%s.qcow2", pool->path, vm, disk);
+    if (qvm_path_exists(dst)) {
+        r = qvm_err(err, EEXIST, "VM '%s' already has a disk %s", vm, dst);
+        free(dst);
+        qvm_disk_info_release(&base);
+        return r;
+    }
     char sizestr[32];
     snprintf(sizestr, sizeof sizestr, "%llu", (unsigned long long)size);
     const char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",

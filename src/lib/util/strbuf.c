@@ -1,5 +1,6 @@
 #include "strbuf.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,14 +84,14 @@ char *strbuf_detach(struct strbuf *sb, size_t *ret_len)
 
 void strbuf_grow(struct strbuf *sb, size_t extra)
 {
-    if (sb->len + extra + 1 < sb->len)
+    if (extra >= SIZE_MAX - sb->len)
         die_oom();
     size_t need = sb->len + extra + 1;
     if (need <= sb->alloc)
         return;
     size_t n = sb->alloc ? sb->alloc : 64;
     while (n < need)
-        n = n * 2;
+        n = n > SIZE_MAX / 2 ? need : n * 2;
     if (sb->alloc) {
         sb->buf = xrealloc(sb->buf, n);
     } else {

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -78,19 +80,43 @@ void qvm_run_result_release(struct qvm_run_result *res)
     res->out_len = res->err_len = 0;
 }
 
-static void child_exec(const char *const argv[], int in_fd, int out_fd, int err_fd)
+/* The child's environment: ours with LC_ALL=C, built before fork because
+ * setenv is not async-signal-safe. Caller frees the array (not the strings
+ * taken from environ). */
+static char **child_env(void)
+{
+    extern char **environ;
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **env = xcalloc(n + 2, sizeof(char *));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "LC_ALL=", 7) != 0)
+            env[k++] = environ[i];
+    env[k++] = (char *)"LC_ALL=C";
+    env[k] = NULL;
+    return env;
+}
+
+static void child_exec(const char *const argv[], char **env, int in_fd, int out_fd, int err_fd)
 {
     /* Only async-signal-safe calls from here on. */
     if (dup2(in_fd, 0) < 0 || (out_fd >= 0 && dup2(out_fd, 1) < 0) ||
         (err_fd >= 0 && dup2(err_fd, 2) < 0))
         _exit(127);
-    close_range(3, ~0U, 0);
+    if (close_range(3, ~0U, 0) < 0) {
+        /* Kernels before 5.9 or a seccomp filter: close them one by one. */
+        struct rlimit rl;
+        int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
+        for (int fd = 3; fd < max; fd++)
+            close(fd);
+    }
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGPIPE, SIG_DFL);
-    setenv("LC_ALL", "C", 1);
-    execvp(argv[0], (char *const *)argv);
+    execvpe(argv[0], (char *const *)argv, env);
     _exit(127);
 }
 
@@ -131,14 +157,21 @@ int qvm_run(const char *const argv[], const struct qvm_run_opts *opts,
         goto out_close;
     }
 
+    char **env = child_env();
     pid_t pid = fork();
     if (pid < 0) {
         r = qvm_err_errno(err, errno, "cannot start %s", argv[0]);
+        free(env);
         goto out_close;
     }
     if (pid == 0)
-        child_exec(argv, opts->use_stdin_fd ? opts->stdin_fd : null_fd,
+        child_exec(argv, env, opts->use_stdin_fd ? opts->stdin_fd : null_fd,
                    opts->inherit_stdout ? -1 : outp[1], opts->inherit_stderr ? -1 : errp[1]);
+    free(env);
+    /* A pidfd turns the child's exit into a poll() event, so we notice it at
+     * once even when a daemonizing grandchild (qemu -daemonize) still holds
+     * the pipes. Without one (kernels before 5.3) we poll every 10 ms. */
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 
     if (outp[1] >= 0) { close(outp[1]); outp[1] = -1; }
     if (errp[1] >= 0) { close(errp[1]); errp[1] = -1; }
@@ -147,32 +180,30 @@ int qvm_run(const char *const argv[], const struct qvm_run_opts *opts,
     bool timed_out = false, reaped = false;
     int wstatus = 0;
     for (;;) {
-        if (!reaped) {
-            pid_t w = waitpid(pid, &wstatus, WNOHANG);
-            if (w == pid)
-                reaped = true;
-        }
+        if (!reaped && waitpid(pid, &wstatus, WNOHANG) == pid)
+            reaped = true;
         if (outp[0] < 0 && errp[0] < 0 && reaped)
             break;
-        /* A daemonizing child (qemu -daemonize) may leave a grandchild holding
-         * the pipes for a moment: once our child is gone, drain what is ready
-         * and stop instead of waiting for EOF. */
-        struct pollfd pfd[2];
+        struct pollfd pfd[3];
         int n = 0;
         if (outp[0] >= 0) pfd[n++] = (struct pollfd){ .fd = outp[0], .events = POLLIN };
         if (errp[0] >= 0) pfd[n++] = (struct pollfd){ .fd = errp[0], .events = POLLIN };
+        if (!reaped && pidfd >= 0) pfd[n++] = (struct pollfd){ .fd = pidfd, .events = POLLIN };
         long long left = deadline - now_ms();
-        if (left <= 0) {
+        if (left <= 0 && !reaped) {
             timed_out = true;
             break;
         }
-        int wait_ms = reaped ? 20 : (n ? (left > 50 ? 50 : (int)left) : 10);
+        /* Once the child is gone, take what is already in the pipes and stop:
+         * a daemonized grandchild may keep them open. */
+        int wait_ms = reaped ? 0 : (pidfd >= 0 ? (int)(left < 60000 ? left : 60000)
+                                                : (left > 10 ? 10 : (int)left));
         int pr = n ? poll(pfd, (nfds_t)n, wait_ms) : (usleep((useconds_t)wait_ms * 1000), 0);
         if (pr < 0 && errno != EINTR)
             break;
         if (pr == 0 && reaped)
             break;
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n && pr > 0; i++) {
             if (!(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
                 continue;
             if (pfd[i].fd == outp[0])
@@ -181,6 +212,8 @@ int qvm_run(const char *const argv[], const struct qvm_run_opts *opts,
                 read_into(&errp[0], &errb, max);
         }
     }
+    if (pidfd >= 0)
+        close(pidfd);
     if (!reaped) {
         if (timed_out)
             kill(pid, SIGKILL);
@@ -191,8 +224,8 @@ int qvm_run(const char *const argv[], const struct qvm_run_opts *opts,
     int status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus)
                : WIFSIGNALED(wstatus) ? 128 + WTERMSIG(wstatus) : 255;
     if (timed_out)
-        r = qvm_err(err, ETIMEDOUT, "%s timed out after %d s and was killed", argv[0],
-                    timeout_ms / 1000);
+        r = qvm_err(err, ETIMEDOUT, "%s timed out after %.1f s and was killed", argv[0],
+                    timeout_ms / 1000.0);
     else if (status == 127 && WIFEXITED(wstatus) && errb.len == 0)
         r = qvm_err(err, ENOENT, "cannot run %s: not found or not executable", argv[0]);
     else if (status != 0)
