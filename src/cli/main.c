@@ -49,6 +49,7 @@ static void print_main_help(FILE *f)
 
 int main(int argc, char **argv)
 {
+    qvm_timing_start();
     struct cli cli = { 0 };
     static const struct option opts[] = {
         { "root", required_argument, NULL, 'r' },

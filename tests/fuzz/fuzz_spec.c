@@ -96,11 +96,15 @@ static int serialize(const char *text, size_t len, struct strbuf docs[16], char 
                 const char *v = (const char *)ev.data.scalar.value;
                 size_t vlen = ev.data.scalar.length;
                 bool plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-                if (plain && vlen == 0 && !ev.data.scalar.tag)
+                /* "!" on a scalar means nothing to PyYAML; qvm may drop it. */
+                const yaml_char_t *tag = ev.data.scalar.tag;
+                if (tag && strcmp((const char *)tag, "!") == 0)
+                    tag = NULL;
+                if (plain && vlen == 0 && !tag)
                     v = "~", vlen = 1;      /* the same null */
-                add_str(sb, ev.data.scalar.tag);
+                add_str(sb, tag);
                 /* With a tag, the tag and not the style decides the type. */
-                strbuf_addch(sb, ev.data.scalar.tag || !resolves_special(v, vlen) ? 's' : plain ? 'p' : 'q');
+                strbuf_addch(sb, tag || !resolves_special(v, vlen) ? 's' : plain ? 'p' : 'q');
                 add_field(sb, (const yaml_char_t *)v, vlen);
             } else if (t == YAML_ALIAS_EVENT) {
                 add_str(sb, ev.data.alias.anchor);

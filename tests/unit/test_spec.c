@@ -335,7 +335,71 @@ static void test_user_data_text(void)
     r = parse(VM_OK "--- {qvm: user-data, packages: [vim, git], a: 'x y'}\n---\nqvm: meta-data\n", &s, &e);
     CHECK(r == 0, "flow user-data: %s", e.msg);
     if (r == 0) {
-        CHECK_STR(s.user_data, "#cloud-config\npackages: [vim, git]\na: 'x y'\n", "flow mapping re-emitted");
+        CHECK_STR(s.user_data, "#cloud-config\npackages:\n- vim\n- git\na: 'x y'\n",
+                  "flow mapping re-emitted (block style)");
+        qvm_spec_release(&s);
+    }
+
+    /* Fallback with nesting, an empty value, "!" tags and a tagged value. */
+    r = parse(VM_OK "--- {qvm: user-data, users: [{name: a, groups: [x]}], m: {k: {j: 1}}, e: {}, "
+                    "n: , ! 123: ! 456, t: !!str 7}\n---\nqvm: meta-data\n", &s, &e);
+    CHECK(r == 0, "flow user-data with nesting: %s", e.msg);
+    if (r == 0) {
+        CHECK_STR(s.user_data,
+                  "#cloud-config\nusers:\n- name: a\n  groups:\n  - x\nm:\n  k:\n    j: 1\ne: {}\nn: ~\n"
+                  "123: 456\nt: !!str 7\n",
+                  "nested mappings and lists re-emitted; null kept as ~; '!' dropped as PyYAML does");
+        qvm_spec_release(&s);
+    }
+
+    /* Not alone on its line: "? qvm" as an explicit key. */
+    r = parse(VM_OK "---\n? qvm\n: user-data\n# gone\nruncmd:\n- |\n  echo hi\n---\nqvm: meta-data\n", &s, &e);
+    CHECK(r == 0, "explicit qvm key: %s", e.msg);
+    if (r == 0) {
+        CHECK_STR(s.user_data, "#cloud-config\nruncmd:\n- |\n  echo hi\n", "explicit key: re-emitted");
+        qvm_spec_release(&s);
+    }
+
+    /* A tag on the root mapping stands on its own line: cutting the qvm
+     * entry would leave the tag on nothing, so the emitter is used. */
+    r = parse(VM_OK "---\n!!map\nqvm: user-data\n---\nqvm: meta-data\n", &s, &e);
+    CHECK(r == 0, "tagged root mapping: %s", e.msg);
+    if (r == 0) {
+        CHECK_STR(s.user_data, "#cloud-config\n!!map {}\n", "tagged root: still an (empty) mapping");
+        qvm_spec_release(&s);
+    }
+
+    /* %TAG directives: the emitter resolves tags; one it cannot write back
+     * readably is refused rather than passed on broken. */
+    r = parse(VM_OK "%TAG !e! tag:example.com,2000:\n---\nqvm: user-data\nx: !e!foo bar\n---\nqvm: meta-data\n",
+              &s, &e);
+    CHECK(r == 0, "%%TAG directive: %s", e.msg);
+    if (r == 0) {
+        CHECK_STR(s.user_data, "#cloud-config\nx: !<tag:example.com,2000:foo> bar\n", "tag written in full");
+        qvm_spec_release(&s);
+    }
+    expect_err(VM_OK "%TAG !e! !g:a,b:\n---\nqvm: user-data\nx: !e!foo bar\n---\nqvm: meta-data\n",
+               "t.yaml:8:1: key 'qvm': cannot rewrite this document without its qvm entry: libyaml cannot write "
+               "one of its tags back (avoid %TAG directives here)",
+               "unwritable tag refused");
+
+    /* No final line break: left alone; in meta-data a block scalar there
+     * would change if one were added, so the emitter writes it. */
+    r = parse(VM_OK "---\nqvm: user-data\nmotd: |\n  hi\n---\nqvm: meta-data\nnote: |\n  keep", &s, &e);
+    CHECK(r == 0, "block scalars at the end of the file: %s", e.msg);
+    if (r == 0) {
+        CHECK_STR(s.user_data, "#cloud-config\nmotd: |\n  hi\n", "user-data block scalar untouched");
+        char *want = xasprintf("note: |-\n  keep\ninstance-id: %s\nlocal-hostname: t\n", s.instance_id);
+        CHECK_STR(s.meta_data, want, "meta-data block scalar keeps its value (no newline added)");
+        free(want);
+        qvm_spec_release(&s);
+    }
+    r = parse(VM_OK "---\nqvm: user-data\na: 1\n---\nqvm: meta-data\na: 1 # no newline", &s, &e);
+    CHECK(r == 0, "comment at the end of the file: %s", e.msg);
+    if (r == 0) {
+        char *want = xasprintf("a: 1 # no newline\ninstance-id: %s\nlocal-hostname: t\n", s.instance_id);
+        CHECK_STR(s.meta_data, want, "after a final comment a line break is added and the text kept");
+        free(want);
         qvm_spec_release(&s);
     }
 

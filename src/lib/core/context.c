@@ -5,6 +5,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/journal.h"
@@ -40,8 +42,32 @@ void qvm_ctx_release(struct qvm_ctx *ctx)
     qvm_paths_release(&ctx->paths);
 }
 
+static double elapsed_ms(void)
+{
+    /* Since the process started, from /proc/self/stat is overkill: the
+     * first call to any step is close enough to startup for a profile. */
+    static struct timespec t0;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (t0.tv_sec == 0 && t0.tv_nsec == 0)
+        t0 = now;
+    return (double)(now.tv_sec - t0.tv_sec) * 1000.0 + (double)(now.tv_nsec - t0.tv_nsec) / 1e6;
+}
+
+void qvm_timing_start(void)
+{
+    elapsed_ms();
+}
+
+void qvm_timing_mark(const char *what)
+{
+    if (getenv("QVM_TIMING"))
+        fprintf(stderr, "qvm timing: %-20s %7.2f ms\n", what, elapsed_ms());
+}
+
 int qvm_fault_point(const char *step, struct qvm_error *err)
 {
+    qvm_timing_mark(step);
     const char *trace = getenv("QVM_FAULT_TRACE");
     if (trace && *trace) {
         int fd = open(trace, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);

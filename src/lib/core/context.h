@@ -28,4 +28,9 @@ void qvm_ctx_release(struct qvm_ctx *ctx);
  * tests enumerate the steps instead of hard-coding them. */
 int qvm_fault_point(const char *step, struct qvm_error *err);
 
+/* QVM_TIMING=1 prints the time of each step since qvm_timing_start() on
+ * stderr: a profile for bench/, never used by tests. */
+void qvm_timing_start(void);
+void qvm_timing_mark(const char *what);
+
 #endif

@@ -97,6 +97,7 @@ int qvm_vm_start_qemu(struct qvm_ctx *ctx, struct qvm_vm *vm, struct qvm_journal
     qvm_argv_free(argv);
     if (r < 0)
         return qvm_err_wrap(err, "QEMU could not start VM '%s'", vm->spec.name);
+    qvm_timing_mark("qemu-daemonized");
     char status[64] = "";
     r = query_status(vm->qmp_socket, status, sizeof status, err);
     if (r < 0)

@@ -224,6 +224,7 @@ int qvm_up(struct qvm_ctx *ctx, const char *file, const struct qvm_up_opts *opts
         qvm_spec_release(&spec);
         return qvm_err_task(err, TASK_PROVISION);
     }
+    qvm_timing_mark("file-read");
     r = validate(ctx, &spec, opts, &vm, &pool, &base, &accel, err);
     qvm_spec_release(&spec);       /* moved into vm on success */
     if (r < 0)
@@ -233,6 +234,7 @@ int qvm_up(struct qvm_ctx *ctx, const char *file, const struct qvm_up_opts *opts
         goto out;
     }
 
+    qvm_timing_mark("validated");
     r = qvm_journal_begin(ctx, "up", "vm", vm.spec.name, &j, err);
     if (r == 0)
         r = qvm_journal_undo_rm_rf(j, vm.bundle_dir, err);
