@@ -16,18 +16,7 @@
 #include "util/lock.h"
 #include "util/names.h"
 #include "util/strbuf.h"
-
-static char *new_uuid(void)
-{
-    unsigned char b[16];
-    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
-        memset(b, 0, sizeof b);
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    return xasprintf("%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-                     b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
-                     b[12], b[13], b[14], b[15]);
-}
+#include "util/uuid.h"
 
 static int image_save(const struct qvm_pool *pool, const struct qvm_image *img,
                       struct qvm_error *err)
@@ -269,7 +258,7 @@ int qvm_image_import(struct qvm_ctx *ctx, const char *pool_name, const char *nam
     if (r == 0) {
         struct qvm_image_version v = { .name = "v1", .created = time(NULL), .size = size,
                                        .state = "published" };
-        v.uuid = new_uuid();
+        v.uuid = qvm_uuid_new();
         struct qvm_image img = { .name = (char *)name, .source = abs, .versions = &v,
                                  .nversions = 1 };
         r = image_save(&pool, &img, err);

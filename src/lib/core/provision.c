@@ -25,6 +25,7 @@
 #include "util/lock.h"
 #include "util/names.h"
 #include "util/strbuf.h"
+#include "util/uuid.h"
 #include "util/subprocess.h"
 
 #define TASK_FILE "importing qvm file"
@@ -68,18 +69,6 @@ static bool in_path(const char *prog)
     }
     free(copy);
     return found;
-}
-
-static char *new_uuid(void)
-{
-    unsigned char b[16];
-    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
-        memset(b, 0, sizeof b);
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    return xasprintf("%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-                     b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
-                     b[12], b[13], b[14], b[15]);
 }
 
 static double gib(uint64_t bytes)
@@ -155,7 +144,7 @@ static int validate(struct qvm_ctx *ctx, struct qvm_vm_spec *spec, const struct 
 
     vm->spec = *spec;
     memset(spec, 0, sizeof *spec);
-    vm->uuid = new_uuid();
+    vm->uuid = qvm_uuid_new();
     vm->created = time(NULL);
     return qvm_vm_derive_paths(ctx, pool, vm, err);
 }

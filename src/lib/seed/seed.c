@@ -89,35 +89,24 @@ out:
     return r;
 }
 
+struct seed_docs {
+    const char *user_data, *meta_data, *network_config;
+};
+
+static int fill_seed(int fd, const char *tmp_path, void *ctx, struct qvm_error *err)
+{
+    const struct seed_docs *d = ctx;
+    return write_iso(fd, d->user_data, d->meta_data, d->network_config, err);
+}
+
 int qvm_seed_write(const char *path, const char *user_data, const char *meta_data,
                    const char *network_config, struct qvm_error *err)
 {
     if (!user_data || !meta_data)
         return qvm_err(err, EINVAL, "cannot write NoCloud seed %s: user-data and meta-data "
                        "are required", path);
-    char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
-    int r;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0) {
-        r = qvm_err_errno(err, errno, "cannot create %s", tmp);
-        goto out;
-    }
-    r = write_iso(fd, user_data, meta_data, network_config, err);
-    if (r == 0 && fsync(fd) < 0)
-        r = qvm_err_errno(err, errno, "cannot sync %s", tmp);
-    if (close(fd) < 0 && r == 0)
-        r = qvm_err_errno(err, errno, "cannot close %s", tmp);
-    if (r == 0 && rename(tmp, path) < 0)
-        r = qvm_err_errno(err, errno, "cannot rename %s to %s", tmp, path);
-    if (r < 0) {
-        unlink(tmp);
-        goto out;
-    }
-    char *d = xstrdup(path);
-    r = qvm_fsync_dir(dirname(d), err);
-    free(d);
-out:
-    free(tmp);
+    struct seed_docs docs = { user_data, meta_data, network_config };
+    int r = qvm_write_atomic_with(path, 0644, fill_seed, &docs, err);
     if (r < 0)
         qvm_err_wrap(err, "cannot write NoCloud seed %s", path);
     return r;

@@ -111,7 +111,7 @@ int qvm_fsync_dir(const char *dir, struct qvm_error *err)
     return r;
 }
 
-int qvm_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
+int qvm_write_atomic_with(const char *path, mode_t mode, qvm_fill_fn fill, void *fill_ctx,
                           struct qvm_error *err)
 {
     char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
@@ -121,19 +121,7 @@ int qvm_write_file_atomic(const char *path, const void *data, size_t len, mode_t
         r = qvm_err_errno(err, errno, "cannot create %s", tmp);
         goto out;
     }
-    const char *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            r = qvm_err_errno(err, errno, "cannot write %s", tmp);
-            break;
-        }
-        p += n;
-        left -= (size_t)n;
-    }
+    r = fill(fd, tmp, fill_ctx, err);
     if (r == 0 && fsync(fd) < 0)
         r = qvm_err_errno(err, errno, "cannot sync %s", tmp);
     if (close(fd) < 0 && r == 0)
@@ -150,6 +138,35 @@ int qvm_write_file_atomic(const char *path, const void *data, size_t len, mode_t
 out:
     free(tmp);
     return r;
+}
+
+struct buffer {
+    const char *data;
+    size_t len;
+};
+
+static int write_buffer(int fd, const char *tmp, void *ctx, struct qvm_error *err)
+{
+    const struct buffer *b = ctx;
+    const char *p = b->data;
+    size_t left = b->len;
+    while (left) {
+        ssize_t n = write(fd, p, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return qvm_err_errno(err, errno, "cannot write %s", tmp);
+        p += n;
+        left -= (size_t)n;
+    }
+    return 0;
+}
+
+int qvm_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
+                          struct qvm_error *err)
+{
+    struct buffer b = { data, len };
+    return qvm_write_atomic_with(path, mode, write_buffer, &b, err);
 }
 
 static int rm_at(int parent_fd, const char *name, dev_t dev, const char *shown, struct qvm_error *err)

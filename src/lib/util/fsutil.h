@@ -22,6 +22,13 @@ int qvm_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len
 int qvm_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
                           struct qvm_error *err);
 
+/* Writes PATH atomically through FILL, which writes the content to FD (the
+ * temporary file TMP_PATH): then fsync, rename, fsync of the directory. On
+ * any failure the temporary file is removed and PATH is untouched. */
+typedef int (*qvm_fill_fn)(int fd, const char *tmp_path, void *ctx, struct qvm_error *err);
+int qvm_write_atomic_with(const char *path, mode_t mode, qvm_fill_fn fill, void *fill_ctx,
+                          struct qvm_error *err);
+
 /* Removes PATH recursively. Missing PATH is success. Symlinks are removed,
  * never followed; mount points are not crossed (-EXDEV). */
 int qvm_rm_rf(const char *path, struct qvm_error *err);
