@@ -226,11 +226,17 @@ static void test_dir_driver(void)
 
     CHECK(qvm_storage_driver_find("dir") == &qvm_storage_dir, "the dir driver is registered");
     CHECK(qvm_storage_driver_find("no-such-driver") == NULL, "an unknown driver is NULL");
-    CHECK(qvm_pool_open(pools, "Bad/Name", &pool, &err) == -EINVAL, "pool names are checked");
-    r = qvm_pool_open(pools, "default", &pool, &err);
-    CHECK(r == 0 && pool.driver == &qvm_storage_dir, "pool_open");
     char *want = xasprintf("%s/default", pools);
-    CHECK_STR(pool.path, want, "pool path is POOLS_DIR/NAME");
+    CHECK(qvm_pool_open("Bad/Name", "dir", want, NULL, NULL, &pool, &err) == -EINVAL,
+          "pool names are checked");
+    CHECK(qvm_pool_open("p", "nodriver", want, NULL, NULL, &pool, &err) == -EINVAL,
+          "an unknown driver is refused");
+    CHECK_CONTAINS(err.msg, "unknown driver 'nodriver'", "the message names the driver");
+    CHECK(qvm_pool_open("p", "dir", "relative/path", NULL, NULL, &pool, &err) == -EINVAL,
+          "a dir pool needs an absolute path");
+    r = qvm_pool_open("default", "dir", want, NULL, NULL, &pool, &err);
+    CHECK(r == 0 && pool.driver == &qvm_storage_dir, "pool_open");
+    CHECK_STR(pool.path, want, "pool path is as configured");
     free(want);
     const struct qvm_storage_driver *d = pool.driver;
 
@@ -416,7 +422,7 @@ static void test_import_immutable(void)
     struct qvm_error err = { 0 };
     struct qvm_pool pool;
     char *pools = tpath("pools-imm");
-    qvm_pool_open(pools, "default", &pool, &err);
+    qvm_pool_open("default", "dir", pools, NULL, NULL, &pool, &err);
     pool.driver->pool_init(&pool, &err);
     pool.driver->image_create(&pool, "img", &err);
     char *a = tpath("imm-a.raw"), *b = tpath("imm-b.raw");
@@ -451,7 +457,7 @@ static void test_clone_keeps_existing_disk(void)
     struct qvm_error err = { 0 };
     struct qvm_pool pool;
     char *pools = tpath("pools-clone");
-    qvm_pool_open(pools, "default", &pool, &err);
+    qvm_pool_open("default", "dir", pools, NULL, NULL, &pool, &err);
     const struct qvm_storage_driver *d = pool.driver;
     d->pool_init(&pool, &err);
     d->image_create(&pool, "img", &err);

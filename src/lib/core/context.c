@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/journal.h"
+#include "core/pools.h"
 #include "storage/storage.h"
 
 int qvm_ctx_init(struct qvm_ctx *ctx, const char *root, struct qvm_ui *ui, struct qvm_error *err)
@@ -18,21 +19,23 @@ int qvm_ctx_init(struct qvm_ctx *ctx, const char *root, struct qvm_ui *ui, struc
     ctx->ui = ui;
     const char *qemu = getenv("QVM_QEMU");
     ctx->qemu_binary = qemu && *qemu ? qemu : "qemu-system-x86_64";
-    ctx->default_pool = "default";
+    ctx->default_pool = NULL;      /* the configuration's default pool */
     int r = qvm_paths_init(&ctx->paths, root, err);
     if (r < 0)
         return r;
     r = qvm_paths_ensure(&ctx->paths, err);
     if (r < 0)
         return r;
+    /* The implicit default dir pool needs its layout; a configured pool got
+     * it from qvm pool add. A pool that cannot be opened here (a zfs pool
+     * whose daemon is down) is reported by the command that uses it. */
     struct qvm_pool pool;
-    r = qvm_pool_open(ctx->paths.pools_dir, ctx->default_pool, &pool, err);
-    if (r < 0)
-        return r;
-    r = pool.driver->pool_init(&pool, err);
-    qvm_pool_release(&pool);
-    if (r < 0)
-        return r;
+    if (qvm_pool_get(ctx, "default", &pool, NULL) == 0) {
+        r = pool.driver->pool_init(&pool, err);
+        qvm_pool_release(&pool);
+        if (r < 0)
+            return r;
+    }
     r = qvm_journal_recover(ctx, err);
     return r < 0 ? r : 0;
 }

@@ -13,7 +13,7 @@ struct qvm_ctx {
     struct qvm_paths paths;
     struct qvm_ui *ui;              /* may be NULL: silent */
     const char *qemu_binary;        /* $QVM_QEMU or qemu-system-x86_64 */
-    const char *default_pool;
+    const char *default_pool;       /* NULL: the one qvm.conf names */
 };
 
 /* ROOT may be NULL ($QVM_ROOT or /). Creates the state directories and rolls

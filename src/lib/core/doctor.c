@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include "core/journal.h"
+#include "core/pools.h"
+#include "core/vm.h"
 #include "core/process.h"
 #include "util/fsutil.h"
 #include "util/lock.h"
@@ -36,35 +38,26 @@ static bool vm_busy(struct qvm_ctx *ctx, const char *name)
 
 static bool bundle_exists(struct qvm_ctx *ctx, const char *vm)
 {
-    bool found = false;
-    DIR *d = opendir(ctx->paths.pools_dir);
-    if (!d)
+    struct qvm_vm v;
+    if (qvm_vm_load(ctx, vm, &v, NULL) < 0)
         return false;
-    struct dirent *de;
-    while (!found && (de = readdir(d))) {
-        if (!qvm_name_valid(de->d_name))
-            continue;
-        char *p = xasprintf("%s/%s/vms/%s/vm.json", ctx->paths.pools_dir, de->d_name, vm);
-        found = qvm_path_exists(p);
-        free(p);
-    }
-    closedir(d);
-    return found;
+    qvm_vm_release(&v);
+    return true;
 }
 
-static void check_pool(struct qvm_ctx *ctx, const char *pool, bool repair, struct findings *f)
+static void check_pool(struct qvm_ctx *ctx, const struct qvm_pool *pool, bool repair,
+                       struct findings *f)
 {
-    char *vms = xasprintf("%s/%s/vms", ctx->paths.pools_dir, pool);
+    char *vms = xasprintf("%s/vms", pool->path);
     DIR *d = opendir(vms);
     struct dirent *de;
     while (d && (de = readdir(d))) {
         char *path = xasprintf("%s/%s", vms, de->d_name);
-        if (strncmp(de->d_name, ".deleting-", 10) == 0) {
-            bool fixed = repair && qvm_rm_rf(path, NULL) == 0;
-            add(f, "trash", fixed, xasprintf("removed VM bundle %s was not freed", path));
-        } else if (qvm_name_valid(de->d_name) && !bundle_exists(ctx, de->d_name) &&
-                   !vm_busy(ctx, de->d_name)) {
-            bool fixed = repair && qvm_rm_rf(path, NULL) == 0;
+        if (qvm_name_valid(de->d_name) && !bundle_exists(ctx, de->d_name) &&
+            !vm_busy(ctx, de->d_name)) {
+            /* A removed VM whose space was not freed yet (qvm rm detaches
+             * vm.json first), or disks left by hand. */
+            bool fixed = repair && pool->driver->vm_destroy(pool, de->d_name, NULL) == 0;
             add(f, "orphan-bundle", fixed,
                 xasprintf("%s holds disks but no VM definition (vm.json)", path));
         }
@@ -74,7 +67,7 @@ static void check_pool(struct qvm_ctx *ctx, const char *pool, bool repair, struc
         closedir(d);
     free(vms);
 
-    char *images = xasprintf("%s/%s/images", ctx->paths.pools_dir, pool);
+    char *images = xasprintf("%s/images", pool->path);
     d = opendir(images);
     while (d && (de = readdir(d))) {
         if (!qvm_name_valid(de->d_name))
@@ -96,7 +89,7 @@ static void check_pool(struct qvm_ctx *ctx, const char *pool, bool repair, struc
         char *meta = xasprintf("%s/image.json", idir);
         int lock = qvm_lock_object(ctx->paths.lock_dir, "image", de->d_name, false, NULL);
         if (lock >= 0 && !qvm_path_exists(meta)) {
-            bool fixed = repair && qvm_rm_rf(idir, NULL) == 0;
+            bool fixed = repair && pool->driver->image_destroy(pool, de->d_name, NULL) == 0;
             add(f, "orphan-image", fixed, xasprintf("%s holds image data but no image.json", idir));
         }
         qvm_unlock(lock);
@@ -163,13 +156,13 @@ int qvm_doctor(struct qvm_ctx *ctx, bool repair, struct qvm_finding **ret, size_
         free(stale[i]);
     }
     free(stale);
-    DIR *d = opendir(ctx->paths.pools_dir);
-    struct dirent *de;
-    while (d && (de = readdir(d)))
-        if (qvm_name_valid(de->d_name))
-            check_pool(ctx, de->d_name, repair, &f);
-    if (d)
-        closedir(d);
+    struct qvm_pool *pools;
+    size_t npools;
+    if (qvm_pools_all(ctx, &pools, &npools, NULL) == 0) {
+        for (size_t i = 0; i < npools; i++)
+            check_pool(ctx, &pools[i], repair, &f);
+        qvm_pools_free(pools, npools);
+    }
     check_runtime(ctx, repair, &f);
     *ret = f.v;
     *ret_n = f.n;

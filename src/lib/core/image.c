@@ -12,6 +12,7 @@
 #include <json-c/json.h>
 
 #include "core/journal.h"
+#include "core/pools.h"
 #include "util/fsutil.h"
 #include "util/lock.h"
 #include "util/names.h"
@@ -140,31 +141,29 @@ int qvm_image_load(struct qvm_ctx *ctx, const char *pool_name, const char *name,
         return r;
     if (pool_name) {
         struct qvm_pool pool;
-        r = qvm_pool_open(ctx->paths.pools_dir, pool_name, &pool, err);
+        r = qvm_pool_get(ctx, pool_name, &pool, err);
         if (r < 0)
             return r;
         r = image_load_from(&pool, name, ret, err);
         qvm_pool_release(&pool);
         return r;
     }
-    /* No pool named: the default pool first, then any other. */
-    r = qvm_image_load(ctx, ctx->default_pool, name, ret, err);
-    if (r != -ENOENT)
+    /* No pool named: the default pool first, then the others. */
+    struct qvm_pool *pools;
+    size_t n;
+    r = qvm_pools_all(ctx, &pools, &n, err);
+    if (r < 0)
         return r;
-    DIR *d = opendir(ctx->paths.pools_dir);
-    if (!d)
-        return r;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (!qvm_name_valid(de->d_name) || strcmp(de->d_name, ctx->default_pool) == 0)
-            continue;
+    r = qvm_err(err, ENOENT, "no image named '%s'", name);
+    for (size_t i = 0; i < n; i++) {
         struct qvm_error e2 = { 0 };
-        if (qvm_image_load(ctx, de->d_name, name, ret, &e2) == 0) {
+        if (image_load_from(&pools[i], name, ret, &e2) == 0) {
+            qvm_err_clear(err);
             r = 0;
             break;
         }
     }
-    closedir(d);
+    qvm_pools_free(pools, n);
     return r;
 }
 
@@ -223,7 +222,7 @@ int qvm_image_import(struct qvm_ctx *ctx, const char *pool_name, const char *nam
         return qvm_err_errno(err, errno, "cannot resolve path %s", file);
 
     struct qvm_pool pool;
-    r = qvm_pool_open(ctx->paths.pools_dir, pool_name ? pool_name : ctx->default_pool, &pool, err);
+    r = qvm_pool_get(ctx, pool_name, &pool, err);
     if (r < 0) {
         free(abs);
         return r;
@@ -295,36 +294,29 @@ int qvm_image_list(struct qvm_ctx *ctx, struct qvm_image **ret, size_t *ret_n,
 {
     *ret = NULL;
     *ret_n = 0;
-    DIR *pd = opendir(ctx->paths.pools_dir);
-    if (!pd)
-        return errno == ENOENT ? 0 : qvm_err_errno(err, errno, "cannot read %s",
-                                                    ctx->paths.pools_dir);
-    struct dirent *pe;
-    while ((pe = readdir(pd))) {
-        if (!qvm_name_valid(pe->d_name))
-            continue;
-        struct qvm_pool pool;
-        if (qvm_pool_open(ctx->paths.pools_dir, pe->d_name, &pool, NULL) < 0)
-            continue;
-        char *images = xasprintf("%s/images", pool.path);
+    struct qvm_pool *pools;
+    size_t npools;
+    int r = qvm_pools_all(ctx, &pools, &npools, err);
+    if (r < 0)
+        return r;
+    for (size_t p = 0; p < npools; p++) {
+        char *images = xasprintf("%s/images", pools[p].path);
         DIR *id = opendir(images);
-        if (id) {
-            struct dirent *ie;
-            while ((ie = readdir(id))) {
-                if (!qvm_name_valid(ie->d_name))
-                    continue;
-                struct qvm_image img;
-                if (image_load_from(&pool, ie->d_name, &img, NULL) == 0) {
-                    *ret = xrealloc(*ret, (*ret_n + 1) * sizeof **ret);
-                    (*ret)[(*ret_n)++] = img;
-                }
+        struct dirent *ie;
+        while (id && (ie = readdir(id))) {
+            if (!qvm_name_valid(ie->d_name))
+                continue;
+            struct qvm_image img;
+            if (image_load_from(&pools[p], ie->d_name, &img, NULL) == 0) {
+                *ret = xrealloc(*ret, (*ret_n + 1) * sizeof **ret);
+                (*ret)[(*ret_n)++] = img;
             }
-            closedir(id);
         }
+        if (id)
+            closedir(id);
         free(images);
-        qvm_pool_release(&pool);
     }
-    closedir(pd);
+    qvm_pools_free(pools, npools);
     if (*ret_n)
         qsort(*ret, *ret_n, sizeof **ret, cmp_image);
     return 0;

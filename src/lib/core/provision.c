@@ -18,6 +18,7 @@
 
 #include "core/image.h"
 #include "core/lifecycle.h"
+#include "core/pools.h"
 #include "runtime/accel.h"
 #include "runtime/qemu.h"
 #include "seed/seed.h"
@@ -92,7 +93,7 @@ static int validate(struct qvm_ctx *ctx, struct qvm_vm_spec *spec, const struct 
     r = qvm_image_resolve(ctx, pool_name, spec->disk.base, &img, &ver, err);
     if (r < 0)
         return qvm_err_wrap(err, "disk.zvol.base '%s'", spec->disk.base);
-    r = qvm_pool_open(ctx->paths.pools_dir, img.pool, pool, err);
+    r = qvm_pool_get(ctx, img.pool, pool, err);
     if (r == 0)
         r = pool->driver->version_info(pool, img.name, ver->name, base, err);
     if (r < 0) {

@@ -10,6 +10,7 @@
 
 #include <json-c/json.h>
 
+#include "core/pools.h"
 #include "core/process.h"
 #include "util/fsutil.h"
 #include "util/names.h"
@@ -120,23 +121,25 @@ static int64_t get_int(json_object *o, const char *k, int64_t dflt)
     return dflt;
 }
 
-static char *find_bundle_pool(struct qvm_ctx *ctx, const char *name)
+/* Opens the pool whose vms/NAME holds a vm.json into *RET. */
+static int find_bundle_pool(struct qvm_ctx *ctx, const char *name, struct qvm_pool *ret)
 {
-    DIR *d = opendir(ctx->paths.pools_dir);
-    if (!d)
-        return NULL;
-    char *found = NULL;
-    struct dirent *de;
-    while (!found && (de = readdir(d))) {
-        if (!qvm_name_valid(de->d_name))
-            continue;
-        char *p = xasprintf("%s/%s/vms/%s/vm.json", ctx->paths.pools_dir, de->d_name, name);
-        if (qvm_path_exists(p))
-            found = xstrdup(de->d_name);
+    struct qvm_pool *pools;
+    size_t n;
+    if (qvm_pools_all(ctx, &pools, &n, NULL) < 0)
+        return -ENOENT;
+    int r = -ENOENT;
+    for (size_t i = 0; i < n && r < 0; i++) {
+        char *p = xasprintf("%s/vms/%s/vm.json", pools[i].path, name);
+        if (qvm_path_exists(p)) {
+            *ret = pools[i];
+            memset(&pools[i], 0, sizeof pools[i]);
+            r = 0;
+        }
         free(p);
     }
-    closedir(d);
-    return found;
+    qvm_pools_free(pools, n);
+    return r;
 }
 
 int qvm_vm_load(struct qvm_ctx *ctx, const char *name, struct qvm_vm *ret, struct qvm_error *err)
@@ -145,14 +148,9 @@ int qvm_vm_load(struct qvm_ctx *ctx, const char *name, struct qvm_vm *ret, struc
     int r = qvm_name_check("VM", name, err);
     if (r < 0)
         return r;
-    char *pool_name = find_bundle_pool(ctx, name);
-    if (!pool_name)
-        return qvm_err(err, ENOENT, "no VM named '%s'", name);
     struct qvm_pool pool;
-    r = qvm_pool_open(ctx->paths.pools_dir, pool_name, &pool, err);
-    free(pool_name);
-    if (r < 0)
-        return r;
+    if (find_bundle_pool(ctx, name, &pool) < 0)
+        return qvm_err(err, ENOENT, "no VM named '%s'", name);
     char *dir = pool.driver->vm_dir(&pool, name);
     char *path = xasprintf("%s/vm.json", dir);
     free(dir);
@@ -247,33 +245,30 @@ int qvm_vm_list_names(struct qvm_ctx *ctx, char ***ret, size_t *ret_n, struct qv
 {
     *ret = NULL;
     *ret_n = 0;
-    DIR *pd = opendir(ctx->paths.pools_dir);
-    if (!pd)
-        return errno == ENOENT ? 0 : qvm_err_errno(err, errno, "cannot read %s",
-                                                    ctx->paths.pools_dir);
-    struct dirent *pe;
-    while ((pe = readdir(pd))) {
-        if (!qvm_name_valid(pe->d_name))
-            continue;
-        char *vms = xasprintf("%s/%s/vms", ctx->paths.pools_dir, pe->d_name);
+    struct qvm_pool *pools;
+    size_t npools;
+    int r = qvm_pools_all(ctx, &pools, &npools, err);
+    if (r < 0)
+        return r;
+    for (size_t p = 0; p < npools; p++) {
+        char *vms = xasprintf("%s/vms", pools[p].path);
         DIR *vd = opendir(vms);
-        if (vd) {
-            struct dirent *ve;
-            while ((ve = readdir(vd))) {
-                if (!qvm_name_valid(ve->d_name))
-                    continue;
-                char *json = xasprintf("%s/%s/vm.json", vms, ve->d_name);
-                if (qvm_path_exists(json)) {
-                    *ret = xrealloc(*ret, (*ret_n + 1) * sizeof(char *));
-                    (*ret)[(*ret_n)++] = xstrdup(ve->d_name);
-                }
-                free(json);
+        struct dirent *ve;
+        while (vd && (ve = readdir(vd))) {
+            if (!qvm_name_valid(ve->d_name))
+                continue;
+            char *json = xasprintf("%s/%s/vm.json", vms, ve->d_name);
+            if (qvm_path_exists(json)) {
+                *ret = xrealloc(*ret, (*ret_n + 1) * sizeof(char *));
+                (*ret)[(*ret_n)++] = xstrdup(ve->d_name);
             }
-            closedir(vd);
+            free(json);
         }
+        if (vd)
+            closedir(vd);
         free(vms);
     }
-    closedir(pd);
+    qvm_pools_free(pools, npools);
     if (*ret_n)
         qsort(*ret, *ret_n, sizeof(char *), cmp_str);
     return 0;

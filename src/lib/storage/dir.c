@@ -19,6 +19,13 @@
 #include "util/strbuf.h"
 #include "util/subprocess.h"
 
+static int dir_pool_open(struct qvm_pool *pool, struct qvm_error *err)
+{
+    if (!pool->path || pool->path[0] != '/')
+        return qvm_err(err, EINVAL, "a dir pool needs an absolute path");
+    return 0;
+}
+
 static int dir_pool_init(const struct qvm_pool *pool, struct qvm_error *err)
 {
     char *images = xasprintf("%s/images", pool->path);
@@ -296,6 +303,7 @@ static int dir_vm_destroy(const struct qvm_pool *pool, const char *vm, struct qv
 
 const struct qvm_storage_driver qvm_storage_dir = {
     .name = "dir",
+    .pool_open = dir_pool_open,
     .pool_init = dir_pool_init,
     .image_dir = dir_image_dir,
     .vm_dir = dir_vm_dir,

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -34,17 +35,38 @@ void qvm_disk_info_release(struct qvm_disk_info *info)
     memset(info, 0, sizeof *info);
 }
 
-int qvm_pool_open(const char *pools_dir, const char *name, struct qvm_pool *ret,
-                  struct qvm_error *err)
+int qvm_pool_open(const char *name, const char *driver, const char *path, const char *dataset,
+                  const char *mode, struct qvm_pool *ret, struct qvm_error *err)
 {
+    memset(ret, 0, sizeof *ret);
     int r = qvm_name_check("pool", name, err);
     if (r < 0)
         return r;
-    memset(ret, 0, sizeof *ret);
+    const struct qvm_storage_driver *drv = qvm_storage_driver_find(driver);
+    if (!drv)
+        return qvm_err(err, EINVAL, "pool '%s': unknown driver '%s' (qvm has: %s)", name, driver,
+                       qvm_storage_driver_names());
     ret->name = xstrdup(name);
-    ret->path = xasprintf("%s/%s", pools_dir, name);
-    ret->driver = &qvm_storage_dir;
-    return 0;
+    ret->path = path ? xstrdup(path) : NULL;
+    ret->dataset = dataset ? xstrdup(dataset) : NULL;
+    ret->mode = mode ? xstrdup(mode) : NULL;
+    ret->driver = drv;
+    r = drv->pool_open(ret, err);
+    if (r < 0) {
+        qvm_err_wrap(err, "pool '%s'", name);
+        qvm_pool_release(ret);
+    }
+    return r;
+}
+
+const char *qvm_storage_driver_names(void)
+{
+    static char names[128];
+    if (!names[0])
+        for (size_t i = 0; i < sizeof drivers / sizeof drivers[0]; i++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+                     drivers[i]->name);
+    return names;
 }
 
 void qvm_pool_release(struct qvm_pool *pool)
@@ -53,6 +75,8 @@ void qvm_pool_release(struct qvm_pool *pool)
         return;
     free(pool->name);
     free(pool->path);
+    free(pool->dataset);
+    free(pool->mode);
     memset(pool, 0, sizeof *pool);
 }
 

@@ -30,6 +30,11 @@ void qvm_disk_info_release(struct qvm_disk_info *info);
 struct qvm_storage_driver {
     const char *name;
 
+    /* Checks that the pool's location is usable by this driver and resolves
+     * what the struct needs (zfs: the dataset's mountpoint into path).
+     * Changes nothing on the host. */
+    int (*pool_open)(struct qvm_pool *pool, struct qvm_error *err);
+
     /* Creates the pool's layout if missing (idempotent). */
     int (*pool_init)(const struct qvm_pool *pool, struct qvm_error *err);
 
@@ -71,17 +76,23 @@ struct qvm_storage_driver {
 
 struct qvm_pool {
     char *name;
-    char *path;                          /* the pool's root (dir: a directory) */
+    char *path;                          /* the pool's root directory (zfs: the
+                                            dataset's mountpoint) */
+    char *dataset;                       /* zfs: the pool's parent dataset */
+    char *mode;                          /* zfs: "dataset" or "zvol" */
     const struct qvm_storage_driver *driver;
 };
 
 /* The driver named NAME, or NULL. */
 const struct qvm_storage_driver *qvm_storage_driver_find(const char *name);
 
-/* Fills POOL for the pool named NAME under POOLS_DIR (until qvm.conf declares
- * pools, every pool is a dir pool at POOLS_DIR/NAME). */
-int qvm_pool_open(const char *pools_dir, const char *name, struct qvm_pool *ret,
-                  struct qvm_error *err);
+/* "dir, btrfs, zfs": the drivers this build has, for messages. */
+const char *qvm_storage_driver_names(void);
+
+/* Fills POOL from its configuration (strings are copied; DATASET and MODE
+ * may be NULL) and lets the driver check and resolve it. */
+int qvm_pool_open(const char *name, const char *driver, const char *path, const char *dataset,
+                  const char *mode, struct qvm_pool *ret, struct qvm_error *err);
 void qvm_pool_release(struct qvm_pool *pool);
 
 /* Format of an image file by its magic: "qcow2" or "raw". Compressed files
