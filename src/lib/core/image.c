@@ -243,7 +243,7 @@ int qvm_image_import(struct qvm_ctx *ctx, const char *pool_name, const char *nam
     r = qvm_journal_begin(ctx, "image import", "image", name, &j, err);
     if (r < 0)
         goto out;
-    r = qvm_journal_undo_rm_rf(j, dir, err);
+    r = qvm_journal_undo_image_destroy(j, pool.name, name, err);
     if (r == 0)
         r = pool.driver->image_create(&pool, name, err);
     if (r == 0)

@@ -22,9 +22,11 @@
 
 #include <json-c/json.h>
 
+#include "core/pools.h"
 #include "core/process.h"
 #include "util/fsutil.h"
 #include "util/lock.h"
+#include "util/names.h"
 #include "util/strbuf.h"
 
 #define JOURNAL_MAX (1u << 20)
@@ -140,6 +142,18 @@ int qvm_journal_undo_kill_qemu(struct qvm_journal *j, const char *pid_file, stru
     return add_undo(j, "kill_qemu", "pidfile", pid_file, NULL, NULL, err);
 }
 
+int qvm_journal_undo_vm_destroy(struct qvm_journal *j, const char *pool, const char *vm,
+                                struct qvm_error *err)
+{
+    return add_undo(j, "vm_destroy", "pool", pool, "name", vm, err);
+}
+
+int qvm_journal_undo_image_destroy(struct qvm_journal *j, const char *pool, const char *image,
+                                   struct qvm_error *err)
+{
+    return add_undo(j, "image_destroy", "pool", pool, "name", image, err);
+}
+
 int qvm_journal_undo_rename(struct qvm_journal *j, const char *from, const char *to,
                             struct qvm_error *err)
 {
@@ -167,7 +181,7 @@ static const char *rec_str(json_object *rec, const char *key)
 }
 
 /* Undoes one record; on failure appends a line to FAILED. */
-static void undo_one(json_object *rec, struct strbuf *failed)
+static void undo_one(struct qvm_ctx *ctx, json_object *rec, struct strbuf *failed)
 {
     const char *kind = rec_str(rec, "undo");
     struct qvm_error e = { 0 };
@@ -185,6 +199,25 @@ static void undo_one(json_object *rec, struct strbuf *failed)
                         (int)pid);
         if (pf)
             unlink(pf);
+    } else if (strcmp(kind, "vm_destroy") == 0 || strcmp(kind, "image_destroy") == 0) {
+        /* Storage objects go back through their pool's driver: a zfs
+         * dataset or btrfs subvolume is not removed with rm -rf. */
+        const char *pool_name = rec_str(rec, "pool"), *obj = rec_str(rec, "name");
+        struct qvm_pool pool;
+        if (!pool_name || !obj || !qvm_name_valid(obj)) {
+            strbuf_addf(failed, "\n  damaged journal record '%s'", kind);
+        } else if (qvm_pool_get(ctx, pool_name, &pool, &e) < 0) {
+            strbuf_addf(failed, "\n  %s '%s' in pool '%s' was not removed (%s)",
+                        kind[0] == 'v' ? "VM" : "image", obj, pool_name, e.msg);
+        } else {
+            int r = kind[0] == 'v' ? pool.driver->vm_destroy(&pool, obj, &e)
+                                   : pool.driver->image_destroy(&pool, obj, &e);
+            if (r < 0)
+                strbuf_addf(failed, "\n  %s '%s' in pool '%s' was not removed (%s); remove it "
+                            "with qvm doctor --repair", kind[0] == 'v' ? "VM" : "image", obj,
+                            pool_name, e.msg);
+            qvm_pool_release(&pool);
+        }
     } else if (strcmp(kind, "rename") == 0) {
         const char *from = rec_str(rec, "from"), *to = rec_str(rec, "to");
         /* The step moved FROM to TO; undoing moves it back if it moved. */
@@ -216,11 +249,12 @@ static json_object *parse_journal(const char *text)
     return arr;
 }
 
-static int rollback_records(json_object *arr, const char *op, struct qvm_error *err)
+static int rollback_records(struct qvm_ctx *ctx, json_object *arr, const char *op,
+                            struct qvm_error *err)
 {
     struct strbuf failed = STRBUF_INIT;
     for (size_t i = json_object_array_length(arr); i-- > 1;)
-        undo_one(json_object_array_get_idx(arr, i), &failed);
+        undo_one(ctx, json_object_array_get_idx(arr, i), &failed);
     int r = 0;
     if (failed.len)
         r = qvm_err(err, EIO, "rolling back '%s' left changes behind:%s", op, failed.buf);
@@ -239,7 +273,7 @@ int qvm_journal_rollback(struct qvm_journal *j, struct qvm_error *err)
     }
     json_object *arr = parse_journal(text);
     free(text);
-    r = rollback_records(arr, j->op, err);
+    r = rollback_records(j->ctx, arr, j->op, err);
     json_object_put(arr);
     if (r == 0) {
         unlink(j->path);
@@ -302,7 +336,7 @@ static int recover_one(struct qvm_ctx *ctx, const char *path, struct strbuf *rep
         free(fresh);
     }
     struct qvm_error e = { 0 };
-    if (rollback_records(arr, desc, &e) == 0) {
+    if (rollback_records(ctx, arr, desc, &e) == 0) {
         unlink(path);
         qvm_fsync_dir(ctx->paths.journal_dir, NULL);
         strbuf_addf(report, "%s'%s' was interrupted; rolled it back", report->len ? "\n" : "",

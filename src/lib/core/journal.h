@@ -26,6 +26,11 @@ int qvm_journal_begin(struct qvm_ctx *ctx, const char *op, const char *lock_kind
 /* Undo records. Each is written and synced before the caller acts. */
 int qvm_journal_undo_rm_rf(struct qvm_journal *j, const char *path, struct qvm_error *err);
 int qvm_journal_undo_kill_qemu(struct qvm_journal *j, const char *pid_file, struct qvm_error *err);
+/* Removes a VM bundle or an image through its pool's driver. */
+int qvm_journal_undo_vm_destroy(struct qvm_journal *j, const char *pool, const char *vm,
+                                struct qvm_error *err);
+int qvm_journal_undo_image_destroy(struct qvm_journal *j, const char *pool, const char *image,
+                                   struct qvm_error *err);
 int qvm_journal_undo_rename(struct qvm_journal *j, const char *from, const char *to,
                             struct qvm_error *err);
 

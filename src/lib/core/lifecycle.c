@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/pools.h"
 #include "core/process.h"
 #include "runtime/accel.h"
 #include "runtime/qemu.h"
@@ -74,7 +75,7 @@ int qvm_vm_start_qemu(struct qvm_ctx *ctx, struct qvm_vm *vm, struct qvm_journal
         .accel = accel,
         .disk_path = vm->disk_path,
         .disk_format = vm->disk_format,
-        .disk_is_block = false,
+        .disk_is_block = vm->disk_is_block,
         .seed_path = vm->seed_path,
         .qmp_socket = vm->qmp_socket,
         .console_socket = vm->console_socket,
@@ -222,33 +223,41 @@ int qvm_rm(struct qvm_ctx *ctx, const char *name, struct qvm_error *err)
         return r;
     }
     struct qvm_journal *j = NULL;
-    char *trash = NULL;
+    char *detached = NULL;
     if (qvm_vm_pid(&vm) > 0) {
         r = stop_locked(ctx, &vm, true, 0, err);
         if (r < 0)
             goto out;
     }
-    /* Renaming the bundle aside is the atomic step: after it the VM is gone
-     * for every other command; what follows only frees space. */
-    char *slash = strrchr(vm.bundle_dir, '/');
-    trash = xasprintf("%.*s/.deleting-%s-%ld", (int)(slash - vm.bundle_dir), vm.bundle_dir, name,
-                      (long)getpid());
+    /* Detaching the definition is the atomic step: once vm.json is renamed
+     * the VM is gone for every other command, on every backend; what
+     * follows only frees space, and doctor --repair finishes it if qvm dies
+     * before it is done. */
+    char *json = xasprintf("%s/vm.json", vm.bundle_dir);
+    detached = xasprintf("%s/vm.json.removed", vm.bundle_dir);
     r = qvm_journal_begin(ctx, "rm", "vm", name, &j, err);
     if (r == 0)
-        r = qvm_journal_undo_rename(j, vm.bundle_dir, trash, err);
-    if (r == 0 && rename(vm.bundle_dir, trash) < 0)
-        r = qvm_err_errno(err, errno, "cannot remove VM '%s': rename of %s failed", name,
-                          vm.bundle_dir);
+        r = qvm_journal_undo_rename(j, json, detached, err);
+    if (r == 0 && rename(json, detached) < 0)
+        r = qvm_err_errno(err, errno, "cannot remove VM '%s': rename of %s failed", name, json);
+    free(json);
     if (r == 0)
-        r = qvm_fault_point("bundle-detached", err);
+        r = qvm_fault_point("definition-detached", err);
     if (r == 0) {
-        /* From here on the removal is committed: a crash leaves only the
-         * trash directory, which doctor cleans up. */
         r = qvm_journal_commit(j, err);
         j = NULL;
+    }
+    if (r == 0) {
+        struct qvm_pool pool;
         struct qvm_error e = { 0 };
-        if (qvm_rm_rf(trash, &e) < 0)
-            qvm_warn(ctx->ui, "VM '%s' is removed but %s is left: %s", name, trash, e.msg);
+        if (qvm_pool_get(ctx, vm.pool, &pool, &e) == 0) {
+            if (pool.driver->vm_destroy(&pool, name, &e) < 0)
+                qvm_warn(ctx->ui, "VM '%s' is removed but its storage is left (%s); "
+                         "qvm doctor --repair frees it", name, e.msg);
+            qvm_pool_release(&pool);
+        } else {
+            qvm_warn(ctx->ui, "VM '%s' is removed but its storage is left (%s)", name, e.msg);
+        }
         qvm_rm_rf(vm.run_dir, NULL);
         qvm_say(ctx->ui, "VM '%s' and its disks removed", name);
     }
@@ -258,7 +267,7 @@ out:
         if (qvm_journal_rollback(j, &rb) < 0)
             qvm_err_wrap(err, "%s; also", rb.msg);
     }
-    free(trash);
+    free(detached);
     qvm_vm_release(&vm);
     qvm_unlock(lock);
     return r;

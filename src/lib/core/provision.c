@@ -117,8 +117,7 @@ static int validate(struct qvm_ctx *ctx, struct qvm_vm_spec *spec, const struct 
         return qvm_err(err, EINVAL, "disk.size %.2f GiB is smaller than image '%s@%s' (%.2f GiB)",
                        gib(spec->disk.size_bytes), vm->image, vm->version, gib(base->virtual_size));
     vm->disk_size = spec->disk.size_bytes ? spec->disk.size_bytes : base->virtual_size;
-    vm->disk_file = xasprintf("%s.qcow2", spec->disk.target_name ? spec->disk.target_name : "disk0");
-    vm->disk_format = xstrdup("qcow2");
+    vm->disk_name = xstrdup(spec->disk.target_name ? spec->disk.target_name : "disk0");
 
     char mac[18];
     if (spec->net.mac)
@@ -166,7 +165,8 @@ static void print_plan(struct qvm_ctx *ctx, const struct qvm_vm *vm, const struc
     }
     struct qvm_qemu_config cfg = {
         .spec = &vm->spec, .qemu_binary = ctx->qemu_binary, .accel = accel,
-        .disk_path = vm->disk_path, .disk_format = vm->disk_format, .seed_path = vm->seed_path,
+        .disk_path = vm->disk_path, .disk_format = vm->disk_format,
+        .disk_is_block = vm->disk_is_block, .seed_path = vm->seed_path,
         .qmp_socket = vm->qmp_socket, .console_socket = vm->console_socket,
         .console_log = vm->console_log, .qga_socket = vm->qga_socket,
         .vnc_socket = vm->vnc_socket, .pid_file = vm->pid_file, .mac = vm->mac,
@@ -227,7 +227,7 @@ int qvm_up(struct qvm_ctx *ctx, const char *file, const struct qvm_up_opts *opts
     qvm_timing_mark("validated");
     r = qvm_journal_begin(ctx, "up", "vm", vm.spec.name, &j, err);
     if (r == 0)
-        r = qvm_journal_undo_rm_rf(j, vm.bundle_dir, err);
+        r = qvm_journal_undo_vm_destroy(j, pool.name, vm.spec.name, err);
     if (r == 0)
         r = pool.driver->vm_create(&pool, vm.spec.name, err);
     if (r == 0)
@@ -237,7 +237,7 @@ int qvm_up(struct qvm_ctx *ctx, const char *file, const struct qvm_up_opts *opts
     if (r == 0) {
         qvm_say(ctx->ui, "Cloning %s@%s to %s", vm.image, vm.version, vm.disk_path);
         r = pool.driver->disk_clone(&pool, vm.image, vm.version, vm.spec.name,
-                                    vm.spec.disk.target_name ? vm.spec.disk.target_name : "disk0",
+                                    vm.disk_name,
                                     vm.disk_size, &disk, err);
     }
     if (r == 0)

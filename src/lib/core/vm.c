@@ -1,6 +1,7 @@
 #include "vm.h"
 
 #include <dirent.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +22,14 @@ int qvm_vm_derive_paths(struct qvm_ctx *ctx, const struct qvm_pool *pool, struct
 {
     const char *name = vm->spec.name;
     vm->bundle_dir = pool->driver->vm_dir(pool, name);
-    vm->disk_path = xasprintf("%s/%s", vm->bundle_dir, vm->disk_file ? vm->disk_file : "disk0.qcow2");
+    struct qvm_disk_info disk;
+    int r = pool->driver->disk_locate(pool, name, vm->disk_name, &disk, err);
+    if (r < 0)
+        return r;
+    vm->disk_path = disk.path;
+    free(vm->disk_format);
+    vm->disk_format = disk.format;
+    vm->disk_is_block = disk.is_block;
     vm->seed_path = xasprintf("%s/seed.iso", vm->bundle_dir);
     vm->console_log = xasprintf("%s/console.log", vm->bundle_dir);
     vm->run_dir = qvm_paths_vm_run_dir(&ctx->paths, name);
@@ -79,7 +87,7 @@ int qvm_vm_save(const struct qvm_vm *vm, struct qvm_error *err)
     add_str(o, "instance_id", s->instance_id);
     add_str(o, "hostname", s->hostname);
     json_object *d = json_object_new_object();
-    add_str(d, "file", vm->disk_file);
+    add_str(d, "name", vm->disk_name);
     add_str(d, "format", vm->disk_format);
     json_object_object_add(d, "size", json_object_new_int64((int64_t)vm->disk_size));
     add_str(d, "bus", s->disk.bus);
@@ -188,7 +196,7 @@ int qvm_vm_load(struct qvm_ctx *ctx, const char *name, struct qvm_vm *ret, struc
     json_object *d = NULL, *n = NULL;
     json_object_object_get_ex(o, "disk", &d);
     json_object_object_get_ex(o, "network", &n);
-    ret->disk_file = get_str(d, "file");
+    ret->disk_name = get_str(d, "name");
     ret->disk_format = get_str(d, "format");
     ret->disk_size = (uint64_t)get_int(d, "size", 0);
     s->disk.bus = get_str(d, "bus");
@@ -201,7 +209,7 @@ int qvm_vm_load(struct qvm_ctx *ctx, const char *name, struct qvm_vm *ret, struc
     ret->mac = get_str(n, "mac");
     ret->ssh_port = (int)get_int(n, "ssh_port", 0);
     json_object_put(o);
-    if (!ret->disk_file || !qvm_name_valid(ret->disk_file) || !ret->disk_format ||
+    if (!ret->disk_name || !qvm_name_valid(ret->disk_name) || !ret->disk_format ||
         !s->cpu || !s->machine || !s->boot || !s->disk.bus || !s->disk.cache || !s->net.model ||
         !ret->mac) {
         r = qvm_err(err, EINVAL, "VM '%s': its vm.json in pool '%s' is incomplete", name, pool.name);
@@ -221,7 +229,7 @@ void qvm_vm_release(struct qvm_vm *vm)
     if (!vm)
         return;
     qvm_spec_release(&vm->spec);
-    char **strs[] = { &vm->uuid, &vm->pool, &vm->image, &vm->version, &vm->disk_file,
+    char **strs[] = { &vm->uuid, &vm->pool, &vm->image, &vm->version, &vm->disk_name,
                       &vm->disk_format, &vm->mac, &vm->bundle_dir, &vm->disk_path,
                       &vm->seed_path, &vm->console_log, &vm->run_dir, &vm->qmp_socket,
                       &vm->console_socket, &vm->qga_socket, &vm->vnc_socket, &vm->pid_file };

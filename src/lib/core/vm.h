@@ -5,6 +5,7 @@
 #define QVM_CORE_VM_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -21,8 +22,9 @@ struct qvm_vm {
     char *pool;
     char *image;               /* the image and version the disk was cloned from */
     char *version;
-    char *disk_file;           /* file name inside the bundle, e.g. disk0.qcow2 */
+    char *disk_name;           /* "disk0": where it is is the pool driver's business */
     char *disk_format;
+    bool disk_is_block;
     uint64_t disk_size;
     char *mac;
     int ssh_port;              /* 0: none */

@@ -293,6 +293,15 @@ static int dir_disk_clone(const struct qvm_pool *pool, const char *image, const 
     return r;
 }
 
+static int dir_disk_locate(const struct qvm_pool *pool, const char *vm, const char *disk,
+                           struct qvm_disk_info *ret, struct qvm_error *err)
+{
+    memset(ret, 0, sizeof *ret);
+    ret->path = xasprintf("%s/vms/%s/%s.qcow2", pool->path, vm, disk);
+    ret->format = xstrdup("qcow2");
+    return 0;
+}
+
 static int dir_vm_destroy(const struct qvm_pool *pool, const char *vm, struct qvm_error *err)
 {
     char *path = dir_vm_dir(pool, vm);
@@ -312,6 +321,7 @@ const struct qvm_storage_driver qvm_storage_dir = {
     .version_info = dir_version_info,
     .image_destroy = dir_image_destroy,
     .vm_create = dir_vm_create,
+    .disk_locate = dir_disk_locate,
     .disk_clone = dir_disk_clone,
     .vm_destroy = dir_vm_destroy,
 };

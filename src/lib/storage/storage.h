@@ -64,6 +64,12 @@ struct qvm_storage_driver {
     /* Creates the VM bundle. -EEXIST if it exists. */
     int (*vm_create)(const struct qvm_pool *pool, const char *vm, struct qvm_error *err);
 
+    /* Where disk DISK of VM is, or will be once cloned: its absolute path
+     * (inside the bundle, or a block device for zvols), format and whether
+     * it is a block device. Creates nothing. */
+    int (*disk_locate)(const struct qvm_pool *pool, const char *vm, const char *disk,
+                       struct qvm_disk_info *ret, struct qvm_error *err);
+
     /* Copy-on-write clone of IMAGE@VERSION as disk DISK of VM, grown to SIZE
      * bytes (0: the version's size). */
     int (*disk_clone)(const struct qvm_pool *pool, const char *image, const char *version,
