@@ -56,7 +56,7 @@ void cli_human_size(unsigned long long bytes, char *buf, size_t len);
 /* Handles a common option; returns true if C was one. */
 bool cli_common_option(struct cli *cli, int c, const char *arg);
 
-extern const struct cli_command cmd_image, cmd_up, cmd_ls, cmd_start, cmd_stop, cmd_rm,
+extern const struct cli_command cmd_pool, cmd_image, cmd_up, cmd_ls, cmd_start, cmd_stop, cmd_rm,
     cmd_console, cmd_exec, cmd_wait, cmd_doctor;
 
 #endif

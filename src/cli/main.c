@@ -7,7 +7,7 @@
 #include "cli.h"
 
 static const struct cli_command *const commands[] = {
-    &cmd_image, &cmd_up, &cmd_ls, &cmd_start, &cmd_stop, &cmd_rm, &cmd_console,
+    &cmd_pool, &cmd_image, &cmd_up, &cmd_ls, &cmd_start, &cmd_stop, &cmd_rm, &cmd_console,
     &cmd_exec, &cmd_wait, &cmd_doctor,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

@@ -333,7 +333,7 @@ static void test_dir_driver(void)
     /* Clone v1 as the VM's disk. */
     struct qvm_disk_info disk = { 0 };
     qvm_err_clear(&err);
-    r = d->disk_clone(&pool, "deb", "v1", "vm1", "disk0", 0, &disk, &err);
+    r = d->disk_clone(&pool, "deb", "v1", "vm1", "disk0", 0, NULL, 0, &disk, &err);
     CHECK(r == 0, "disk_clone (%s)", err.msg);
     char *want_disk = xasprintf("%s/disk0.qcow2", vdir);
     CHECK_STR(disk.path, want_disk, "clone path VM_DIR/DISK.qcow2");
@@ -355,7 +355,7 @@ static void test_dir_driver(void)
 
     /* Bigger than the base. */
     uint64_t big = SRC_SIZE + (5u << 20);
-    r = d->disk_clone(&pool, "deb", "v1", "vm1", "disk1", big, &disk, &err);
+    r = d->disk_clone(&pool, "deb", "v1", "vm1", "disk1", big, NULL, 0, &disk, &err);
     CHECK(r == 0 && disk.virtual_size == big, "clone grown to a larger size");
     info = disk.path ? img_info(disk.path) : NULL;
     CHECK(jint(info, "virtual-size") == (int64_t)big, "qemu-img info shows the larger size");
@@ -365,16 +365,16 @@ static void test_dir_driver(void)
     /* Smaller than the base fails and creates nothing. */
     char *disk2 = xasprintf("%s/disk2.qcow2", vdir);
     qvm_err_clear(&err);
-    r = d->disk_clone(&pool, "deb", "v1", "vm1", "disk2", SRC_SIZE - 512, &disk, &err);
+    r = d->disk_clone(&pool, "deb", "v1", "vm1", "disk2", SRC_SIZE - 512, NULL, 0, &disk, &err);
     CHECK(r == -EINVAL, "a size smaller than the base: -EINVAL (r=%d)", r);
     CHECK_CONTAINS(err.msg, "is smaller than image 'deb@v1'", "smaller size message");
     CHECK(!qvm_path_exists(disk2), "no disk created");
 
     qvm_err_clear(&err);
-    r = d->disk_clone(&pool, "deb", "v9", "vm1", "disk2", 0, &disk, &err);
+    r = d->disk_clone(&pool, "deb", "v9", "vm1", "disk2", 0, NULL, 0, &disk, &err);
     CHECK(r == -ENOENT, "clone of a missing version: -ENOENT");
     qvm_err_clear(&err);
-    r = d->disk_clone(&pool, "deb", "v1", "no-such-vm", "disk0", 0, &disk, &err);
+    r = d->disk_clone(&pool, "deb", "v1", "no-such-vm", "disk0", 0, NULL, 0, &disk, &err);
     CHECK(r < 0, "clone into a missing VM fails (r=%d)", r);
     CHECK_CONTAINS(err.msg, "no-such-vm", "clone failure message names the VM");
 
@@ -468,14 +468,14 @@ static void test_clone_keeps_existing_disk(void)
     d->version_import(&pool, "img", "v1", src, "raw", NULL, &err);
     d->vm_create(&pool, "vm", &err);
     struct qvm_disk_info disk = { 0 };
-    int r = d->disk_clone(&pool, "img", "v1", "vm", "disk0", 0, &disk, &err);
+    int r = d->disk_clone(&pool, "img", "v1", "vm", "disk0", 0, NULL, 0, &disk, &err);
     CHECK(r == 0, "first clone of disk0");
     char *path = disk.path ? xstrdup(disk.path) : NULL;
     qvm_disk_info_release(&disk);
 
     /* qemu-img refuses this size before touching any file. */
     qvm_err_clear(&err);
-    r = d->disk_clone(&pool, "img", "v1", "vm", "disk0", UINT64_MAX, &disk, &err);
+    r = d->disk_clone(&pool, "img", "v1", "vm", "disk0", UINT64_MAX, NULL, 0, &disk, &err);
     CHECK(r < 0, "a clone that qemu-img refuses fails (r=%d)", r);
     CHECK(path && qvm_path_exists(path), "the VM's existing disk0 survives a failed clone");
     free(path);

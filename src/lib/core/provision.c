@@ -100,6 +100,11 @@ static int validate(struct qvm_ctx *ctx, struct qvm_vm_spec *spec, const struct 
         qvm_image_release(&img);
         return r;
     }
+    if (spec->disk.nprops && !pool->driver->clone_properties) {
+        qvm_image_release(&img);
+        return qvm_err(err, ENOTSUP, "disk.zvol property '%s' needs a zfs pool; pool '%s' is %s",
+                       spec->disk.props[0].key, pool->name, pool->driver->name);
+    }
     vm->image = xstrdup(img.name);
     vm->version = xstrdup(ver->name);
     vm->pool = xstrdup(pool->name);
@@ -238,7 +243,8 @@ int qvm_up(struct qvm_ctx *ctx, const char *file, const struct qvm_up_opts *opts
         qvm_say(ctx->ui, "Cloning %s@%s to %s", vm.image, vm.version, vm.disk_path);
         r = pool.driver->disk_clone(&pool, vm.image, vm.version, vm.spec.name,
                                     vm.disk_name,
-                                    vm.disk_size, &disk, err);
+                                    vm.disk_size, vm.spec.disk.props, vm.spec.disk.nprops,
+                                    &disk, err);
     }
     if (r == 0)
         r = qvm_fault_point("disk-cloned", err);

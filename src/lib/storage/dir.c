@@ -253,6 +253,7 @@ static int copy_new_file(const char *src, const char *dst, struct qvm_error *err
 
 static int dir_disk_clone(const struct qvm_pool *pool, const char *image, const char *version,
                           const char *vm, const char *disk, uint64_t size,
+                          const struct qvm_prop *props, size_t nprops,
                           struct qvm_disk_info *ret, struct qvm_error *err)
 {
     struct qvm_disk_info base;

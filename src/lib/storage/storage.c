@@ -16,6 +16,8 @@
 
 static const struct qvm_storage_driver *const drivers[] = {
     &qvm_storage_dir,
+    &qvm_storage_btrfs,
+    &qvm_storage_zfs,
 };
 
 const struct qvm_storage_driver *qvm_storage_driver_find(const char *name)

@@ -4,14 +4,28 @@
  * and VM bundles (a directory holding the VM's definition, seed and disks).
  * Each backend is a table of functions (struct qvm_storage_driver); adding a
  * backend is one new file and one entry in the table in storage.c. Nothing
- * here knows about QEMU processes or the qvm file: a disk is a path, a
- * format and whether it is a block device. */
+ * here knows about QEMU processes: a disk is a path, a format and whether it
+ * is a block device.
+ *
+ * The contract every driver keeps, so that core/ is written once:
+ * - pool->path/images/NAME and pool->path/vms/VM are directories (plain
+ *   directories, btrfs subvolumes or mounted zfs datasets) that core/ writes
+ *   its metadata files into (image.json; vm.json, vm.yaml, seed.iso,
+ *   console.log). Entries there whose names are not valid qvm names (such
+ *   as ".versions") are the driver's own and are ignored by listings.
+ * - Versions, once written, never change; VM disks are copy-on-write
+ *   clones of them.
+ * - Every operation either completes or leaves nothing behind; "missing" is
+ *   success for the destroy operations, so journals can replay them.
+ * - External tools run through util/subprocess.h with argv arrays, and
+ *   their parsable output modes (zfs -Hp). */
 #ifndef QVM_STORAGE_H
 #define QVM_STORAGE_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "spec/spec.h"
 #include "util/error.h"
 #include "util/ui.h"
 
@@ -71,10 +85,16 @@ struct qvm_storage_driver {
                        struct qvm_disk_info *ret, struct qvm_error *err);
 
     /* Copy-on-write clone of IMAGE@VERSION as disk DISK of VM, grown to SIZE
-     * bytes (0: the version's size). */
+     * bytes (0: the version's size), with NPROPS backend properties (the
+     * qvm file's disk.zvol keys) applied to the clone. */
     int (*disk_clone)(const struct qvm_pool *pool, const char *image, const char *version,
                       const char *vm, const char *disk, uint64_t size,
+                      const struct qvm_prop *props, size_t nprops,
                       struct qvm_disk_info *ret, struct qvm_error *err);
+
+    /* True if disk_clone takes properties (zfs); elsewhere disk.zvol keys
+     * other than base and name are refused before anything is changed. */
+    bool clone_properties;
 
     /* Removes the VM bundle with its disks. Missing is success. */
     int (*vm_destroy)(const struct qvm_pool *pool, const char *vm, struct qvm_error *err);
@@ -109,6 +129,6 @@ int qvm_image_file_format(const char *path, const char **ret_format, struct qvm_
 int qvm_image_file_probe(const char *path, const char *format, uint64_t *ret_size,
                          bool *ret_has_backing, struct qvm_error *err);
 
-extern const struct qvm_storage_driver qvm_storage_dir;
+extern const struct qvm_storage_driver qvm_storage_dir, qvm_storage_btrfs, qvm_storage_zfs;
 
 #endif

@@ -1,0 +1,173 @@
+/* cmd_pool.c - qvm pool add|ls|rm */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "core/pools.h"
+
+static int pool_add(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "driver", required_argument, NULL, 'd' },
+        { "path", required_argument, NULL, 'p' },
+        { "dataset", required_argument, NULL, 's' },
+        { "mode", required_argument, NULL, 'm' },
+        { "default", no_argument, NULL, 'D' },
+        CLI_COMMON_OPTIONS, { 0 },
+    };
+    struct qvm_pool_config pc = { 0 };
+    bool make_default = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "d:p:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': pc.driver = optarg; break;
+        case 'p': pc.path = optarg; break;
+        case 's': pc.dataset = optarg; break;
+        case 'm': pc.mode = optarg; break;
+        case 'D': make_default = true; break;
+        default:
+            if (!cli_common_option(cli, c, optarg))
+                return cli_usage(&cmd_pool, "unknown option");
+        }
+    }
+    if (argc - optind != 1)
+        return cli_usage(&cmd_pool, "add needs one pool NAME");
+    if (!pc.driver)
+        return cli_usage(&cmd_pool, "add needs --driver zfs|btrfs|dir");
+    pc.name = argv[optind];
+    if (cli_open(cli))
+        return 1;
+    struct qvm_error err = { 0 };
+    int r = qvm_pool_add(&cli->ctx, &pc, make_default, &err);
+    if (r == 0)
+        qvm_say(&cli->ui, "Pool '%s' (%s) added%s", pc.name, pc.driver,
+                make_default ? " as the default pool" : "");
+    cli_close(cli);
+    return r < 0 ? cli_fail("adding pool", &err) : 0;
+}
+
+static int pool_ls(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
+        if (!cli_common_option(cli, c, optarg))
+            return cli_usage(&cmd_pool, "unknown option");
+    if (cli_open(cli))
+        return 1;
+    struct qvm_error err = { 0 };
+    struct qvm_config cfg;
+    if (qvm_config_load(&cli->ctx.paths, &cfg, &err) < 0) {
+        cli_close(cli);
+        return cli_fail("listing pools", &err);
+    }
+    json_object *arr = cli->json ? json_object_new_array() : NULL;
+    if (!arr)
+        printf("%-16s %-6s %-8s %-8s %s\n", "NAME", "DRIVER", "DEFAULT", "STATE", "LOCATION");
+    for (size_t i = 0; i < cfg.npools; i++) {
+        const struct qvm_pool_config *pc = &cfg.pools[i];
+        struct qvm_pool pool;
+        struct qvm_error e = { 0 };
+        bool ok = qvm_pool_open(pc->name, pc->driver, pc->path, pc->dataset, pc->mode, &pool, &e) == 0;
+        bool dflt = strcmp(pc->name, cfg.default_pool) == 0;
+        const char *where = pc->dataset ? pc->dataset : pc->path ? pc->path : "";
+        if (arr) {
+            json_object *o = json_object_new_object();
+            json_object_object_add(o, "name", json_object_new_string(pc->name));
+            json_object_object_add(o, "driver", json_object_new_string(pc->driver));
+            json_object_object_add(o, "default", json_object_new_boolean(dflt));
+            if (pc->path)
+                json_object_object_add(o, "path", json_object_new_string(pc->path));
+            if (pc->dataset)
+                json_object_object_add(o, "dataset", json_object_new_string(pc->dataset));
+            if (pc->mode)
+                json_object_object_add(o, "mode", json_object_new_string(pc->mode));
+            json_object_object_add(o, "online", json_object_new_boolean(ok));
+            if (ok)
+                json_object_object_add(o, "mountpoint", json_object_new_string(pool.path));
+            else
+                json_object_object_add(o, "error", json_object_new_string(e.msg));
+            json_object_array_add(arr, o);
+        } else {
+            printf("%-16s %-6s %-8s %-8s %s%s%s\n", pc->name, pc->driver, dflt ? "yes" : "",
+                   ok ? "online" : "offline", where, ok ? "" : "  # ", ok ? "" : e.msg);
+        }
+        if (ok)
+            qvm_pool_release(&pool);
+    }
+    if (arr)
+        cli_print_json(arr);
+    qvm_config_release(&cfg);
+    cli_close(cli);
+    return 0;
+}
+
+static int pool_rm(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
+        if (!cli_common_option(cli, c, optarg))
+            return cli_usage(&cmd_pool, "unknown option");
+    if (argc - optind != 1)
+        return cli_usage(&cmd_pool, "rm needs one pool NAME");
+    if (cli_open(cli))
+        return 1;
+    struct qvm_error err = { 0 };
+    int r = qvm_pool_remove(&cli->ctx, argv[optind], &err);
+    if (r == 0)
+        qvm_say(&cli->ui, "Pool '%s' removed from the configuration (its data is untouched)",
+                argv[optind]);
+    cli_close(cli);
+    return r < 0 ? cli_fail("removing pool", &err) : 0;
+}
+
+static int run_pool(struct cli *cli, int argc, char **argv)
+{
+    if (argc < 2)
+        return cli_usage(&cmd_pool, "missing subcommand (add, ls or rm)");
+    if (strcmp(argv[1], "add") == 0)
+        return pool_add(cli, argc - 1, argv + 1);
+    if (strcmp(argv[1], "ls") == 0 || strcmp(argv[1], "list") == 0)
+        return pool_ls(cli, argc - 1, argv + 1);
+    if (strcmp(argv[1], "rm") == 0)
+        return pool_rm(cli, argc - 1, argv + 1);
+    return cli_usage(&cmd_pool, "unknown subcommand '%s'", argv[1]);
+}
+
+const struct cli_command cmd_pool = {
+    .name = "pool",
+    .run = run_pool,
+    .summary = "declare, list and forget storage pools (dir, btrfs, zfs)",
+    .help =
+        "Usage: qvm pool add NAME --driver dir|btrfs --path DIR [--default]\n"
+        "       qvm pool add NAME --driver zfs --dataset POOL/DATASET [--mode dataset|zvol] [--default]\n"
+        "       qvm pool ls [--json]\n"
+        "       qvm pool rm NAME\n"
+        "\n"
+        "A pool is where images and VM bundles live. Pools are declared in qvm.conf\n"
+        "(/etc/qvm/qvm.conf, or ROOT/etc/qvm/qvm.conf with --root or QVM_ROOT); there\n"
+        "is always a dir pool named 'default' under /var/lib/qvm/pools/default unless\n"
+        "qvm.conf redefines it.\n"
+        "\n"
+        "Drivers:\n"
+        "  dir    a plain directory: sparse raw image versions, VM disks as qcow2\n"
+        "         overlays on them\n"
+        "  btrfs  a directory on Btrfs: images and VMs are subvolumes, versions are\n"
+        "         read-only snapshots, a VM disk is a snapshot (O(1) in the image size)\n"
+        "  zfs    a ZFS dataset: in 'dataset' mode images are datasets holding a raw\n"
+        "         file and VM disks are clones; in 'zvol' mode images are zvols\n"
+        "         (volblocksize=16K, refreservation=none) and VM disks zvol clones\n"
+        "\n"
+        "qvm pool add checks the location with the driver and creates the pool's\n"
+        "layout (images and vms) before writing qvm.conf; --default makes it the pool\n"
+        "'qvm image import' and 'qvm up' use when none is named (--pool, disk.pool).\n"
+        "qvm pool rm forgets a pool that holds no images or VMs; it never deletes data.\n"
+        "\n"
+        "Examples:\n"
+        "  qvm pool add tank --driver zfs --dataset tank/qvm --default\n"
+        "  qvm pool add fast --driver btrfs --path /srv/qvm\n"
+        "  qvm image import --pool fast debian12 debian-12-genericcloud-amd64.qcow2\n",
+};
