@@ -95,24 +95,145 @@ static int image_ls(struct cli *cli, int argc, char **argv)
     return 0;
 }
 
+/* Options and one argument: qvm image VERB [--pool P] REF */
+static int one_ref(struct cli *cli, int argc, char **argv, const char **ret_pool,
+                   const char **ret_ref)
+{
+    static const struct option opts[] = { { "pool", required_argument, NULL, 'p' },
+                                          CLI_COMMON_OPTIONS, { 0 } };
+    int c;
+    *ret_pool = NULL;
+    while ((c = getopt_long(argc, argv, "p:", opts, NULL)) != -1) {
+        if (c == 'p')
+            *ret_pool = optarg;
+        else if (!cli_common_option(cli, c, optarg))
+            return cli_usage(&cmd_image, "unknown option");
+    }
+    if (argc - optind != 1)
+        return cli_usage(&cmd_image, "%s needs one image%s", argv[0],
+                         strcmp(argv[0], "versions") ? " version (NAME@vN)" : " NAME");
+    *ret_ref = argv[optind];
+    return 0;
+}
+
+static int image_versions(struct cli *cli, int argc, char **argv)
+{
+    const char *pool, *name;
+    if (one_ref(cli, argc, argv, &pool, &name))
+        return 1;
+    if (cli_open(cli))
+        return 1;
+    struct qvm_error err = { 0 };
+    struct qvm_image img;
+    int r = qvm_image_load(&cli->ctx, pool, name, &img, &err);
+    if (r < 0) {
+        cli_close(cli);
+        return cli_fail("listing image versions", &err);
+    }
+    json_object *arr = cli->json ? json_object_new_array() : NULL;
+    if (!arr)
+        printf("%-6s %-12s %-8s %-7s %-20s %s\n", "VERSION", "STATE", "SIZE", "PARENT", "CREATED",
+               "UUID");
+    for (size_t i = 0; i < img.nversions; i++) {
+        const struct qvm_image_version *v = &img.versions[i];
+        char **deps;
+        size_t ndeps = 0;
+        qvm_image_dependents(&cli->ctx, img.pool, img.name, v->name, &deps, &ndeps, NULL);
+        if (arr) {
+            json_object *o = json_object_new_object();
+            json_object_object_add(o, "name", json_object_new_string(v->name));
+            json_object_object_add(o, "uuid", json_object_new_string(v->uuid));
+            json_object_object_add(o, "state", json_object_new_string(v->state));
+            json_object_object_add(o, "created", json_object_new_int64(v->created));
+            json_object_object_add(o, "parent", v->parent ? json_object_new_string(v->parent) : NULL);
+            json_object_object_add(o, "size", json_object_new_int64((int64_t)v->size));
+            json_object_object_add(o, "data_removed", json_object_new_boolean(v->removed));
+            json_object *vms = json_object_new_array();
+            for (size_t k = 0; k < ndeps; k++)
+                json_object_array_add(vms, json_object_new_string(deps[k]));
+            json_object_object_add(o, "vms", vms);
+            json_object_array_add(arr, o);
+        } else {
+            char size[16], when[32];
+            time_t t = (time_t)v->created;
+            strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", gmtime(&t));
+            cli_human_size(v->size, size, sizeof size);
+            printf("%-6s %-12s %-8s %-7s %-20s %s%s\n", v->name, v->state, size,
+                   v->parent ? v->parent : "-", when, v->uuid, v->removed ? "  (data freed)" : "");
+        }
+        for (size_t k = 0; k < ndeps; k++)
+            free(deps[k]);
+        free(deps);
+    }
+    if (arr)
+        cli_print_json(arr);
+    qvm_image_release(&img);
+    cli_close(cli);
+    return 0;
+}
+
+static int image_state(struct cli *cli, int argc, char **argv, const char *state)
+{
+    const char *pool, *ref;
+    if (one_ref(cli, argc, argv, &pool, &ref))
+        return 1;
+    if (cli_open(cli))
+        return 1;
+    struct qvm_error err = { 0 };
+    int r = qvm_image_set_state(&cli->ctx, pool, ref, state, &err);
+    cli_close(cli);
+    return r < 0 ? cli_fail("changing image version state", &err) : 0;
+}
+
+static int image_rm(struct cli *cli, int argc, char **argv)
+{
+    const char *pool, *ref;
+    if (one_ref(cli, argc, argv, &pool, &ref))
+        return 1;
+    if (cli_open(cli))
+        return 1;
+    struct qvm_error err = { 0 };
+    int r = qvm_image_remove(&cli->ctx, pool, ref, &err);
+    cli_close(cli);
+    return r < 0 ? cli_fail("removing image", &err) : 0;
+}
+
 static int run_image(struct cli *cli, int argc, char **argv)
 {
     if (argc < 2)
-        return cli_usage(&cmd_image, "missing subcommand (import or ls)");
-    if (strcmp(argv[1], "import") == 0)
-        return image_import(cli, argc - 1, argv + 1);
-    if (strcmp(argv[1], "ls") == 0 || strcmp(argv[1], "list") == 0)
-        return image_ls(cli, argc - 1, argv + 1);
-    return cli_usage(&cmd_image, "unknown subcommand '%s'", argv[1]);
+        return cli_usage(&cmd_image, "missing subcommand");
+    const char *sub = argv[1];
+    argc--;
+    argv++;
+    if (strcmp(sub, "import") == 0)
+        return image_import(cli, argc, argv);
+    if (strcmp(sub, "ls") == 0 || strcmp(sub, "list") == 0)
+        return image_ls(cli, argc, argv);
+    if (strcmp(sub, "versions") == 0)
+        return image_versions(cli, argc, argv);
+    if (strcmp(sub, "publish") == 0)
+        return image_state(cli, argc, argv, "published");
+    if (strcmp(sub, "unpublish") == 0)
+        return image_state(cli, argc, argv, "unpublished");
+    if (strcmp(sub, "deprecate") == 0)
+        return image_state(cli, argc, argv, "deprecated");
+    if (strcmp(sub, "retire") == 0)
+        return image_state(cli, argc, argv, "retired");
+    if (strcmp(sub, "rm") == 0)
+        return image_rm(cli, argc, argv);
+    return cli_usage(&cmd_image, "unknown subcommand '%s'", sub);
 }
 
 const struct cli_command cmd_image = {
     .name = "image",
     .run = run_image,
-    .summary = "import cloud images; list images and their versions",
+    .summary = "import cloud images; list, version, publish, retire and remove them",
     .help =
         "Usage: qvm image import [--pool POOL] NAME FILE\n"
         "       qvm image ls [--json]\n"
+        "       qvm image versions [--json] NAME\n"
+        "       qvm image publish|unpublish|deprecate|retire NAME@vN\n"
+        "       qvm image rm NAME[@vN]\n"
         "\n"
         "qvm image import turns a cloud image into a versioned base image that VMs are\n"
         "cloned from. FILE is a raw or qcow2 disk image (compressed files and other\n"
@@ -124,7 +245,18 @@ const struct cli_command cmd_image = {
         "image remains (the next qvm command rolls back an interrupted import). On a\n"
         "terminal, the copy shows its progress.\n"
         "\n"
-        "qvm image ls lists every image with its pool, newest version and size.\n"
+        "qvm image ls lists every image with its pool, newest version and size;\n"
+        "qvm image versions lists one image's versions with their state, size,\n"
+        "parent, creation time, UUID and the VMs cloned from each.\n"
+        "\n"
+        "Versions follow a life cycle: draft (being administered), unpublished,\n"
+        "published, deprecated (no new VMs; existing ones keep running), retired.\n"
+        "'qvm up' with disk.zvol.base: NAME takes the newest published version;\n"
+        "NAME@vN pins one (refused if it is deprecated, retired or a draft). A\n"
+        "retired version's space comes back as soon as no VM uses it.\n"
+        "\n"
+        "qvm image rm removes an image, or one version, that no VM uses; otherwise it\n"
+        "is refused with the names of those VMs. Nothing is ever half-removed.\n"
         "\n"
         "Options:\n"
         "  --pool POOL  the pool to import into (default: the default pool)\n"

@@ -19,7 +19,7 @@
 #include "util/strbuf.h"
 #include "util/uuid.h"
 
-static int image_save(const struct qvm_pool *pool, const struct qvm_image *img,
+int qvm_image_save(const struct qvm_pool *pool, const struct qvm_image *img,
                       struct qvm_error *err)
 {
     json_object *o = json_object_new_object();
@@ -37,6 +37,8 @@ static int image_save(const struct qvm_pool *pool, const struct qvm_image *img,
         json_object_object_add(jv, "parent", v->parent ? json_object_new_string(v->parent) : NULL);
         json_object_object_add(jv, "size", json_object_new_int64((int64_t)v->size));
         json_object_object_add(jv, "state", json_object_new_string(v->state));
+        if (v->removed)
+            json_object_object_add(jv, "removed", json_object_new_boolean(1));
         json_object_array_add(arr, jv);
     }
     json_object_object_add(o, "versions", arr);
@@ -79,7 +81,7 @@ static char *jstr(json_object *o, const char *k)
     return NULL;
 }
 
-static int image_load_from(const struct qvm_pool *pool, const char *name, struct qvm_image *ret,
+int qvm_image_load_from(const struct qvm_pool *pool, const char *name, struct qvm_image *ret,
                            struct qvm_error *err)
 {
     memset(ret, 0, sizeof *ret);
@@ -119,6 +121,7 @@ static int image_load_from(const struct qvm_pool *pool, const char *name, struct
         json_object *x;
         v->created = json_object_object_get_ex(jv, "created", &x) ? json_object_get_int64(x) : 0;
         v->size = json_object_object_get_ex(jv, "size", &x) ? (uint64_t)json_object_get_int64(x) : 0;
+        v->removed = json_object_object_get_ex(jv, "removed", &x) && json_object_get_boolean(x);
         if (!v->name || !v->uuid || !v->state) {
             free(v->name);
             free(v->uuid);
@@ -144,7 +147,7 @@ int qvm_image_load(struct qvm_ctx *ctx, const char *pool_name, const char *name,
         r = qvm_pool_get(ctx, pool_name, &pool, err);
         if (r < 0)
             return r;
-        r = image_load_from(&pool, name, ret, err);
+        r = qvm_image_load_from(&pool, name, ret, err);
         qvm_pool_release(&pool);
         return r;
     }
@@ -157,7 +160,7 @@ int qvm_image_load(struct qvm_ctx *ctx, const char *pool_name, const char *name,
     r = qvm_err(err, ENOENT, "no image named '%s'", name);
     for (size_t i = 0; i < n; i++) {
         struct qvm_error e2 = { 0 };
-        if (image_load_from(&pools[i], name, ret, &e2) == 0) {
+        if (qvm_image_load_from(&pools[i], name, ret, &e2) == 0) {
             qvm_err_clear(err);
             r = 0;
             break;
@@ -184,9 +187,19 @@ int qvm_image_resolve(struct qvm_ctx *ctx, const char *pool, const char *ref,
         if (version[0] ? strcmp(v->name, version) == 0 : strcmp(v->state, "published") == 0)
             found = v;      /* the last match is the newest */
     }
-    if (!found) {
+    if (!found || (found->removed && version[0])) {
         r = version[0] ? qvm_err(err, ENOENT, "image '%s' has no version %s", name, version)
                        : qvm_err(err, ENOENT, "image '%s' has no published version", name);
+        qvm_image_release(ret_image);
+        return r;
+    }
+    /* Seed 001's life cycle: deprecated and retired versions take no new
+     * VMs; a draft is still being administered. */
+    if (!strcmp(found->state, "deprecated") || !strcmp(found->state, "retired") ||
+        !strcmp(found->state, "draft")) {
+        r = qvm_err(err, EPERM, "image '%s@%s' is %s: it takes no new VMs%s", name, found->name,
+                    found->state, strcmp(found->state, "draft") ? " (existing ones keep running)"
+                                                                : "");
         qvm_image_release(ret_image);
         return r;
     }
@@ -260,7 +273,7 @@ int qvm_image_import(struct qvm_ctx *ctx, const char *pool_name, const char *nam
         v.uuid = qvm_uuid_new();
         struct qvm_image img = { .name = (char *)name, .source = abs, .versions = &v,
                                  .nversions = 1 };
-        r = image_save(&pool, &img, err);
+        r = qvm_image_save(&pool, &img, err);
         free(v.uuid);
     }
     if (r == 0)
@@ -307,7 +320,7 @@ int qvm_image_list(struct qvm_ctx *ctx, struct qvm_image **ret, size_t *ret_n,
             if (!qvm_name_valid(ie->d_name))
                 continue;
             struct qvm_image img;
-            if (image_load_from(&pools[p], ie->d_name, &img, NULL) == 0) {
+            if (qvm_image_load_from(&pools[p], ie->d_name, &img, NULL) == 0) {
                 *ret = xrealloc(*ret, (*ret_n + 1) * sizeof **ret);
                 (*ret)[(*ret_n)++] = img;
             }

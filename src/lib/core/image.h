@@ -5,6 +5,7 @@
 #ifndef QVM_CORE_IMAGE_H
 #define QVM_CORE_IMAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,7 +20,8 @@ struct qvm_image_version {
     long long created;
     char *parent;              /* NULL for v1 */
     uint64_t size;             /* virtual size in bytes */
-    char *state;               /* published, ... */
+    char *state;               /* draft, unpublished, published, deprecated, retired */
+    bool removed;              /* its data is gone (retired, no dependents left) */
 };
 
 struct qvm_image {
@@ -46,6 +48,30 @@ void qvm_image_release(struct qvm_image *img);
 int qvm_image_resolve(struct qvm_ctx *ctx, const char *pool, const char *ref,
                       struct qvm_image *ret_image, const struct qvm_image_version **ret_version,
                       struct qvm_error *err);
+
+/* image.json of IMAGE in POOL: read, and write atomically. */
+int qvm_image_load_from(const struct qvm_pool *pool, const char *name, struct qvm_image *ret,
+                        struct qvm_error *err);
+int qvm_image_save(const struct qvm_pool *pool, const struct qvm_image *img,
+                   struct qvm_error *err);
+
+/* The VMs whose disks come from IMAGE (in POOL) at VERSION (NULL: any
+ * version), as a sorted list of names (caller frees each and the array). */
+int qvm_image_dependents(struct qvm_ctx *ctx, const char *pool, const char *image,
+                         const char *version, char ***ret, size_t *ret_n, struct qvm_error *err);
+
+/* Moves version REF ("IMAGE@vN") to STATE: published, unpublished,
+ * deprecated or retired (seed 001's life cycle). Retiring frees the
+ * version's data at once if no VM uses it, else when the last one goes. */
+int qvm_image_set_state(struct qvm_ctx *ctx, const char *pool, const char *ref,
+                        const char *state, struct qvm_error *err);
+
+/* Removes IMAGE or IMAGE@vN. Refused, naming them, while VMs use it. */
+int qvm_image_remove(struct qvm_ctx *ctx, const char *pool, const char *ref,
+                     struct qvm_error *err);
+
+/* Frees the data of IMAGE's retired versions that no VM uses any more. */
+void qvm_image_reap_retired(struct qvm_ctx *ctx, const char *pool, const char *image);
 
 /* All images in all pools, sorted by name. */
 int qvm_image_list(struct qvm_ctx *ctx, struct qvm_image **ret, size_t *ret_n,

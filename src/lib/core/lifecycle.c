@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/image.h"
 #include "core/pools.h"
 #include "core/process.h"
 #include "runtime/accel.h"
@@ -260,6 +261,8 @@ int qvm_rm(struct qvm_ctx *ctx, const char *name, struct qvm_error *err)
         }
         qvm_rm_rf(vm.run_dir, NULL);
         qvm_say(ctx->ui, "VM '%s' and its disks removed", name);
+        if (vm.image)
+            qvm_image_reap_retired(ctx, vm.pool, vm.image);
     }
 out:
     if (j) {

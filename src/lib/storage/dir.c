@@ -6,6 +6,7 @@
  *   POOL/images/NAME/v1.raw       version 1, mode 0444
  *   POOL/vms/VM/                  the VM bundle: vm.json, seed.iso, disk0.qcow2
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -145,6 +146,34 @@ static int dir_image_destroy(const struct qvm_pool *pool, const char *image, str
 {
     char *path = dir_image_dir(pool, image);
     int r = qvm_rm_rf(path, err);
+    free(path);
+    return r;
+}
+
+static int dir_version_destroy(const struct qvm_pool *pool, const char *image,
+                               const char *version, struct qvm_error *err)
+{
+    /* The empty-overlay templates of this version go first: they name the
+     * version as their backing file. */
+    char *dir = xasprintf("%s/images/%s/.overlays", pool->path, image);
+    char *prefix = xasprintf("%s-", version);
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (strncmp(de->d_name, prefix, strlen(prefix)) == 0) {
+            char *p = xasprintf("%s/%s", dir, de->d_name);
+            unlink(p);
+            free(p);
+        }
+    }
+    if (d)
+        closedir(d);
+    free(prefix);
+    free(dir);
+    char *path = version_path(pool, image, version);
+    int r = 0;
+    if (unlink(path) < 0 && errno != ENOENT)
+        r = qvm_err_errno(err, errno, "cannot remove %s", path);
     free(path);
     return r;
 }
@@ -321,6 +350,7 @@ const struct qvm_storage_driver qvm_storage_dir = {
     .version_import = dir_version_import,
     .version_info = dir_version_info,
     .image_destroy = dir_image_destroy,
+    .version_destroy = dir_version_destroy,
     .vm_create = dir_vm_create,
     .disk_locate = dir_disk_locate,
     .disk_clone = dir_disk_clone,

@@ -75,6 +75,13 @@ struct qvm_storage_driver {
     /* Removes the image and all its versions. Missing is success. */
     int (*image_destroy)(const struct qvm_pool *pool, const char *image, struct qvm_error *err);
 
+    /* Removes one version's data. Core has checked that no VM uses it;
+     * the driver refuses (naming them) if its own dependents remain (zfs
+     * clones). Missing is success. NULL: the driver keeps versions only as
+     * a whole image (then core refuses single-version removal). */
+    int (*version_destroy)(const struct qvm_pool *pool, const char *image, const char *version,
+                           struct qvm_error *err);
+
     /* Creates the VM bundle. -EEXIST if it exists. */
     int (*vm_create)(const struct qvm_pool *pool, const char *vm, struct qvm_error *err);
 

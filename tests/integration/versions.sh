@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Image versions (seed 001's life cycle) and never stranding data (seed 004),
+# on the default dir pool with the real qemu-img: states and the
+# transitions between them, deprecated and retired versions taking no new
+# VMs, removal refused with the names of the VMs that use an image or a
+# version, and a retired version's space coming back when its last VM goes.
+source "$(dirname "$0")/../lib.sh"
+new_root
+trap cleanup_root EXIT
+
+raw=$T/small.raw
+truncate -s 64M "$raw"
+head -c 1M /dev/urandom | dd of="$raw" conv=notrunc status=none
+"$QVM" image import deb "$raw" >/dev/null 2>&1 || not_ok "setup: import"
+vmfile() {  # vmfile PATH NAME BASE
+    printf 'qvm: vm\nname: %s\nmemory: 128\ndisk:\n  zvol:\n    base: %s\n---\nqvm: user-data\n---\nqvm: meta-data\n' \
+        "$2" "$3" >"$1"
+}
+vmfile "$T/a.yaml" a deb
+vmfile "$T/b.yaml" b deb@v1
+vmfile "$T/d.yaml" d deb
+v1=$QVM_ROOT/var/lib/qvm/pools/default/images/deb/v1.raw
+state() { "$QVM" image versions --json deb | python3 -c 'import json,sys; print([v["state"] for v in json.load(sys.stdin) if v["name"]=="v1"][0])'; }
+
+run_qvm image versions deb
+[ "$rc" = 0 ] && grep -qE "^v1 +published" <<<"$out" && ok "image versions lists v1 as published" || { not_ok "versions"; echo "$out$err" | diag; }
+run_qvm up --no-start "$T/a.yaml"
+[ "$rc" = 0 ] && ok "up from the newest published version" || { not_ok "up a"; echo "$err" | diag; }
+run_qvm image versions --json deb
+python3 -c 'import json,sys; v=json.load(open(sys.argv[1]))[0]; assert v["vms"]==["a"], v' "$T/out" &&
+    ok "versions --json names the VMs cloned from each version" || { not_ok "versions vms"; cat "$T/out" | diag; }
+
+expect_error "image rm is refused while a VM uses it, naming the VM" "removing image" \
+    "deb is used by VM a; remove it first" image rm deb
+expect_error "version rm is refused while a VM uses it" "removing image" "deb@v1 is used by VM a" image rm deb@v1
+[ -f "$v1" ] && ok "refusals removed nothing" || not_ok "v1 gone after a refusal"
+
+run_qvm image deprecate deb@v1
+[ "$rc" = 0 ] && [ "$(state)" = deprecated ] && ok "deprecate" || { not_ok "deprecate"; echo "$err" | diag; }
+expect_error "a deprecated version takes no new VMs (pinned)" "provisioning virtual machine" \
+    "deb@v1' is deprecated: it takes no new VMs \(existing ones keep running\)" up --no-start "$T/b.yaml"
+expect_error "nor unpinned: no published version is left" "provisioning virtual machine" \
+    "image 'deb' has no published version" up --no-start "$T/d.yaml"
+run_qvm ls --json
+grep -q '"name":"a"' "$T/out" && ok "the existing VM is untouched by the deprecation" || not_ok "VM a gone"
+run_qvm image publish deb@v1
+[ "$(state)" = published ] && ok "a deprecated version can be published again" || not_ok "republish"
+run_qvm image unpublish deb@v1
+[ "$(state)" = unpublished ] && ok "unpublish" || not_ok "unpublish"
+run_qvm up --no-start "$T/b.yaml"
+[ "$rc" = 0 ] && ok "an unpublished version can still be pinned" || { not_ok "pinned unpublished"; echo "$err" | diag; }
+expect_error "a state change needs a version" "changing image version state" "name a version: deb@vN" \
+    image retire deb
+run_qvm image retire deb@v1
+[ "$rc" = 0 ] && [ "$(state)" = retired ] && [ -f "$v1" ] &&
+    ok "retire with VMs left keeps the data" || { not_ok "retire"; echo "$out$err" | diag; }
+expect_error "retired is final" "changing image version state" "deb@v1 is retired and cannot become published" \
+    image publish deb@v1
+"$QVM" rm a >/dev/null 2>&1
+[ -f "$v1" ] && ok "the version stays while VM b still uses it" || not_ok "freed too early"
+run_qvm rm b
+[ ! -e "$v1" ] && grep -q "its space is freed" <<<"$out" &&
+    ok "the retired version's space comes back when its last VM goes" || { not_ok "not freed"; echo "$out$err" | diag; }
+run_qvm image versions --json deb
+python3 -c 'import json,sys; v=json.load(open(sys.argv[1]))[0]; assert v["state"]=="retired" and v["data_removed"], v' "$T/out" &&
+    ok "the retired version stays listed (history), marked as freed" || not_ok "history"
+run_qvm image rm deb
+[ "$rc" = 0 ] && [ ! -e "$QVM_ROOT/var/lib/qvm/pools/default/images/deb" ] && ok "image rm once nothing uses it" ||
+    { not_ok "image rm"; echo "$err" | diag; }
+expect_error "image rm of a missing image" "removing image" "no image named 'deb'" image rm deb
+
+# a version removed directly
+"$QVM" image import deb2 "$raw" >/dev/null 2>&1
+run_qvm image rm deb2@v1
+[ "$rc" = 0 ] && [ ! -e "$QVM_ROOT/var/lib/qvm/pools/default/images/deb2/v1.raw" ] && ok "version rm when unused" ||
+    { not_ok "version rm"; echo "$err" | diag; }
+vmfile "$T/c.yaml" c deb2@v1
+expect_error "a removed version cannot be used" "provisioning virtual machine" "image 'deb2' has no version v1" \
+    up --no-start "$T/c.yaml"
+run_qvm doctor
+[ "$rc" = 0 ] && ok "doctor finds nothing" || { not_ok "doctor"; echo "$out" | diag; }
+done_testing
