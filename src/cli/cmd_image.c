@@ -198,6 +198,28 @@ static int image_rm(struct cli *cli, int argc, char **argv)
     return r < 0 ? cli_fail("removing image", &err) : 0;
 }
 
+static int image_commit(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = { { "from", required_argument, NULL, 'f' },
+                                          CLI_COMMON_OPTIONS, { 0 } };
+    const char *from = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "f:", opts, NULL)) != -1) {
+        if (c == 'f')
+            from = optarg;
+        else if (!cli_common_option(cli, c, optarg))
+            return cli_usage(&cmd_image, "unknown option");
+    }
+    if (argc - optind != 1 || !from)
+        return cli_usage(&cmd_image, "commit needs NAME and --from VM");
+    if (cli_open(cli))
+        return 1;
+    struct qvm_error err = { 0 };
+    int r = qvm_image_commit(&cli->ctx, argv[optind], from, &err);
+    cli_close(cli);
+    return r < 0 ? cli_fail("committing image version", &err) : 0;
+}
+
 static int run_image(struct cli *cli, int argc, char **argv)
 {
     if (argc < 2)
@@ -221,6 +243,8 @@ static int run_image(struct cli *cli, int argc, char **argv)
         return image_state(cli, argc, argv, "retired");
     if (strcmp(sub, "rm") == 0)
         return image_rm(cli, argc, argv);
+    if (strcmp(sub, "commit") == 0)
+        return image_commit(cli, argc, argv);
     return cli_usage(&cmd_image, "unknown subcommand '%s'", sub);
 }
 
@@ -234,6 +258,7 @@ const struct cli_command cmd_image = {
         "       qvm image versions [--json] NAME\n"
         "       qvm image publish|unpublish|deprecate|retire NAME@vN\n"
         "       qvm image rm NAME[@vN]\n"
+        "       qvm image commit NAME --from VM\n"
         "\n"
         "qvm image import turns a cloud image into a versioned base image that VMs are\n"
         "cloned from. FILE is a raw or qcow2 disk image (compressed files and other\n"
@@ -254,6 +279,11 @@ const struct cli_command cmd_image = {
         "'qvm up' with disk.zvol.base: NAME takes the newest published version;\n"
         "NAME@vN pins one (refused if it is deprecated, retired or a draft). A\n"
         "retired version's space comes back as soon as no VM uses it.\n"
+        "\n"
+        "qvm image commit makes the next version of NAME from the disk of a stopped\n"
+        "VM in the same pool (the administration step: 'qvm up' a VM from the image,\n"
+        "change it, stop it, commit). The new version starts unpublished, with the\n"
+        "version the VM came from as its parent; publish it when it is ready.\n"
         "\n"
         "qvm image rm removes an image, or one version, that no VM uses; otherwise it\n"
         "is refused with the names of those VMs. Nothing is ever half-removed.\n"

@@ -77,6 +77,47 @@ run_qvm image rm deb2@v1
 vmfile "$T/c.yaml" c deb2@v1
 expect_error "a removed version cannot be used" "provisioning virtual machine" "image 'deb2' has no version v1" \
     up --no-start "$T/c.yaml"
+# commit: the administration step makes v2 from a VM's disk
+"$QVM" image import base "$raw" >/dev/null 2>&1
+vmfile "$T/e.yaml" edit base
+"$QVM" up --no-start "$T/e.yaml" >/dev/null 2>&1
+# change the VM's disk the way a guest would: through its overlay
+qemu-io -f qcow2 -c 'write -P 0xab 8M 1M' "$QVM_ROOT/var/lib/qvm/pools/default/vms/edit/disk0.qcow2" >/dev/null
+run_qvm image commit base --from edit
+[ "$rc" = 0 ] && grep -q "base@v2 is ready (unpublished)" <<<"$out" && ok "image commit makes v2 from the VM's disk" ||
+    { not_ok "commit"; echo "$out$err" | diag; }
+b=$QVM_ROOT/var/lib/qvm/pools/default/images/base
+qemu-img compare -q -f raw -F qcow2 "$b/v2.raw" "$QVM_ROOT/var/lib/qvm/pools/default/vms/edit/disk0.qcow2" &&
+    ok "v2 holds exactly the VM's disk" || not_ok "v2 differs from the VM disk"
+cmp -s "$b/v1.raw" "$raw" && ok "v1 is unchanged" || not_ok "v1 changed"
+run_qvm image versions --json base
+python3 -c '
+import json,sys
+v = {x["name"]: x for x in json.load(open(sys.argv[1]))}
+assert v["v2"]["state"] == "unpublished" and v["v2"]["parent"] == "v1", v' "$T/out" &&
+    ok "v2 is unpublished with parent v1" || { not_ok "v2 metadata"; cat "$T/out" | diag; }
+vmfile "$T/f.yaml" fresh base
+run_qvm up --dry-run "$T/f.yaml"
+grep -q "clone base@v1" <<<"$out" && ok "unpinned up still takes the newest published version (v1)" || { not_ok "resolve"; echo "$out" | diag; }
+"$QVM" image publish base@v2 >/dev/null 2>&1
+run_qvm up --dry-run "$T/f.yaml"
+grep -q "clone base@v2" <<<"$out" && ok "after publish, up takes v2" || { not_ok "resolve v2"; echo "$out" | diag; }
+"$QVM" start edit >/dev/null 2>&1
+expect_error "commit from a running VM is refused" "committing image version" "VM 'edit' is running; stop it first" \
+    image commit base --from edit
+"$QVM" stop --force edit >/dev/null 2>&1
+before=$(state_snapshot)
+QVM_FAULT_TRACE=$T/csteps "$QVM" image commit base --from edit >/dev/null 2>&1
+"$QVM" image rm base@v3 >/dev/null 2>&1
+for step in $(cat "$T/csteps"); do
+    before=$(state_snapshot)
+    QVM_FAULT=$step run_qvm image commit base --from edit
+    now=$(state_snapshot)
+    [ "$rc" = 1 ] && [ "$before" = "$now" ] && ok "commit failing after '$step' leaves no version behind" ||
+        { not_ok "commit fault $step"; diff <(echo "$before") <(echo "$now") | diag; }
+done
+"$QVM" rm edit >/dev/null 2>&1
+
 run_qvm doctor
 [ "$rc" = 0 ] && ok "doctor finds nothing" || { not_ok "doctor"; echo "$out" | diag; }
 done_testing

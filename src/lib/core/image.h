@@ -70,6 +70,12 @@ int qvm_image_set_state(struct qvm_ctx *ctx, const char *pool, const char *ref,
 int qvm_image_remove(struct qvm_ctx *ctx, const char *pool, const char *ref,
                      struct qvm_error *err);
 
+/* Makes the next version of IMAGE from the disk of VM (stopped, in the
+ * same pool), in state unpublished, with the version VM was cloned from as
+ * its parent. Journaled like an import. */
+int qvm_image_commit(struct qvm_ctx *ctx, const char *image, const char *vm,
+                     struct qvm_error *err);
+
 /* Frees the data of IMAGE's retired versions that no VM uses any more. */
 void qvm_image_reap_retired(struct qvm_ctx *ctx, const char *pool, const char *image);
 

@@ -5,15 +5,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/image.h"
+#include "core/journal.h"
 #include "core/pools.h"
 #include "core/vm.h"
 #include "util/fsutil.h"
 #include "util/lock.h"
 #include "util/names.h"
 #include "util/strbuf.h"
+#include "util/uuid.h"
 
 int qvm_image_dependents(struct qvm_ctx *ctx, const char *pool, const char *image,
                          const char *version, char ***ret, size_t *ret_n, struct qvm_error *err)
@@ -247,4 +250,85 @@ void qvm_image_reap_retired(struct qvm_ctx *ctx, const char *pool, const char *i
         }
     }
     release_image(&h);
+}
+
+int qvm_image_commit(struct qvm_ctx *ctx, const char *image, const char *vm_name,
+                     struct qvm_error *err)
+{
+    int vm_lock = qvm_name_check("VM", vm_name, err);
+    if (vm_lock < 0)
+        return vm_lock;
+    vm_lock = qvm_lock_object(ctx->paths.lock_dir, "vm", vm_name, false, err);
+    if (vm_lock < 0)
+        return vm_lock;
+    struct qvm_vm vm;
+    struct held_image h;
+    struct qvm_journal *j = NULL;
+    int r = qvm_vm_load(ctx, vm_name, &vm, err);
+    if (r < 0) {
+        qvm_unlock(vm_lock);
+        return r;
+    }
+    r = hold_image(ctx, vm.pool, image, &h, err);
+    if (r < 0)
+        goto out;
+    if (qvm_vm_pid(&vm) > 0) {
+        r = qvm_err(err, EBUSY, "VM '%s' is running; stop it first (qvm stop %s) so its disk "
+                    "is consistent", vm_name, vm_name);
+        goto out;
+    }
+    if (!h.pool.driver->version_from_disk) {
+        r = qvm_err(err, ENOTSUP, "pool '%s' (%s) cannot make versions from VM disks",
+                    h.pool.name, h.pool.driver->name);
+        goto out;
+    }
+    unsigned next = 1;
+    for (size_t i = 0; i < h.img.nversions; i++) {
+        unsigned n = (unsigned)strtoul(h.img.versions[i].name + 1, NULL, 10);
+        if (n >= next)
+            next = n + 1;
+    }
+    char version[16];
+    snprintf(version, sizeof version, "v%u", next);
+    qvm_say(ctx->ui, "Making %s@%s from the disk of VM '%s'", h.img.name, version, vm_name);
+    r = qvm_journal_begin(ctx, "image commit", "image", h.img.name, &j, err);
+    if (r == 0)
+        r = qvm_journal_undo_version_destroy(j, h.pool.name, h.img.name, version, err);
+    if (r == 0)
+        r = h.pool.driver->version_from_disk(&h.pool, h.img.name, version, vm_name, vm.disk_name,
+                                             ctx->ui, err);
+    if (r == 0)
+        r = qvm_fault_point("version-written", err);
+    if (r == 0) {
+        h.img.versions = xrealloc(h.img.versions, (h.img.nversions + 1) * sizeof *h.img.versions);
+        struct qvm_image_version *v = &h.img.versions[h.img.nversions++];
+        memset(v, 0, sizeof *v);
+        v->name = xstrdup(version);
+        v->uuid = qvm_uuid_new();
+        v->created = (long long)time(NULL);
+        v->parent = vm.image && !strcmp(vm.image, h.img.name) && vm.version ? xstrdup(vm.version)
+                                                                          : NULL;
+        v->size = vm.disk_size;
+        v->state = xstrdup("unpublished");
+        r = qvm_image_save(&h.pool, &h.img, err);
+    }
+    if (r == 0)
+        r = qvm_fault_point("metadata-written", err);
+    if (r == 0) {
+        r = qvm_journal_commit(j, err);
+        j = NULL;
+    }
+    if (r == 0)
+        qvm_say(ctx->ui, "%s@%s is ready (unpublished); publish it with: qvm image publish %s@%s",
+                h.img.name, version, h.img.name, version);
+out:
+    if (j) {
+        struct qvm_error rb = { 0 };
+        if (qvm_journal_rollback(j, &rb) < 0)
+            qvm_err_wrap(err, "%s; also", rb.msg);
+    }
+    release_image(&h);
+    qvm_vm_release(&vm);
+    qvm_unlock(vm_lock);
+    return r;
 }

@@ -154,6 +154,17 @@ int qvm_journal_undo_image_destroy(struct qvm_journal *j, const char *pool, cons
     return add_undo(j, "image_destroy", "pool", pool, "name", image, err);
 }
 
+int qvm_journal_undo_version_destroy(struct qvm_journal *j, const char *pool, const char *image,
+                                     const char *version, struct qvm_error *err)
+{
+    json_object *rec = json_object_new_object();
+    json_object_object_add(rec, "undo", json_object_new_string("version_destroy"));
+    json_object_object_add(rec, "pool", json_object_new_string(pool));
+    json_object_object_add(rec, "name", json_object_new_string(image));
+    json_object_object_add(rec, "version", json_object_new_string(version));
+    return append_record(j, rec, err);
+}
+
 int qvm_journal_undo_rename(struct qvm_journal *j, const char *from, const char *to,
                             struct qvm_error *err)
 {
@@ -199,6 +210,21 @@ static void undo_one(struct qvm_ctx *ctx, json_object *rec, struct strbuf *faile
                         (int)pid);
         if (pf)
             unlink(pf);
+    } else if (strcmp(kind, "version_destroy") == 0) {
+        const char *pool_name = rec_str(rec, "pool"), *obj = rec_str(rec, "name");
+        const char *ver = rec_str(rec, "version");
+        struct qvm_pool pool;
+        if (!pool_name || !obj || !ver || !qvm_name_valid(obj) || !qvm_name_valid(ver)) {
+            strbuf_addf(failed, "\n  damaged journal record '%s'", kind);
+        } else if (qvm_pool_get(ctx, pool_name, &pool, &e) < 0) {
+            strbuf_addf(failed, "\n  version %s@%s was not removed (%s)", obj, ver, e.msg);
+        } else {
+            if (pool.driver->version_destroy &&
+                pool.driver->version_destroy(&pool, obj, ver, &e) < 0)
+                strbuf_addf(failed, "\n  version %s@%s in pool '%s' was not removed (%s)", obj,
+                            ver, pool_name, e.msg);
+            qvm_pool_release(&pool);
+        }
     } else if (strcmp(kind, "vm_destroy") == 0 || strcmp(kind, "image_destroy") == 0) {
         /* Storage objects go back through their pool's driver: a zfs
          * dataset or btrfs subvolume is not removed with rm -rf. */

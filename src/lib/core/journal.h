@@ -31,6 +31,8 @@ int qvm_journal_undo_vm_destroy(struct qvm_journal *j, const char *pool, const c
                                 struct qvm_error *err);
 int qvm_journal_undo_image_destroy(struct qvm_journal *j, const char *pool, const char *image,
                                    struct qvm_error *err);
+int qvm_journal_undo_version_destroy(struct qvm_journal *j, const char *pool, const char *image,
+                                     const char *version, struct qvm_error *err);
 int qvm_journal_undo_rename(struct qvm_journal *j, const char *from, const char *to,
                             struct qvm_error *err);
 

@@ -150,6 +150,30 @@ static int dir_image_destroy(const struct qvm_pool *pool, const char *image, str
     return r;
 }
 
+static int dir_disk_locate(const struct qvm_pool *pool, const char *vm, const char *disk,
+                           struct qvm_disk_info *ret, struct qvm_error *err)
+{
+    memset(ret, 0, sizeof *ret);
+    ret->path = xasprintf("%s/vms/%s/%s.qcow2", pool->path, vm, disk);
+    ret->format = xstrdup("qcow2");
+    return 0;
+}
+
+/* A new version is a full, sparse raw copy of the VM's disk (its qcow2
+ * overlay read through its backing version), so every version stands alone
+ * and any of them can be removed without touching the others. */
+static int dir_version_from_disk(const struct qvm_pool *pool, const char *image,
+                                 const char *version, const char *vm, const char *disk,
+                                 struct qvm_ui *ui, struct qvm_error *err)
+{
+    struct qvm_disk_info src;
+    int r = dir_disk_locate(pool, vm, disk, &src, err);
+    if (r == 0)
+        r = dir_version_import(pool, image, version, src.path, src.format, ui, err);
+    qvm_disk_info_release(&src);
+    return r;
+}
+
 static int dir_version_destroy(const struct qvm_pool *pool, const char *image,
                                const char *version, struct qvm_error *err)
 {
@@ -323,14 +347,6 @@ static int dir_disk_clone(const struct qvm_pool *pool, const char *image, const 
     return r;
 }
 
-static int dir_disk_locate(const struct qvm_pool *pool, const char *vm, const char *disk,
-                           struct qvm_disk_info *ret, struct qvm_error *err)
-{
-    memset(ret, 0, sizeof *ret);
-    ret->path = xasprintf("%s/vms/%s/%s.qcow2", pool->path, vm, disk);
-    ret->format = xstrdup("qcow2");
-    return 0;
-}
 
 static int dir_vm_destroy(const struct qvm_pool *pool, const char *vm, struct qvm_error *err)
 {
@@ -350,6 +366,7 @@ const struct qvm_storage_driver qvm_storage_dir = {
     .version_import = dir_version_import,
     .version_info = dir_version_info,
     .image_destroy = dir_image_destroy,
+    .version_from_disk = dir_version_from_disk,
     .version_destroy = dir_version_destroy,
     .vm_create = dir_vm_create,
     .disk_locate = dir_disk_locate,

@@ -75,6 +75,13 @@ struct qvm_storage_driver {
     /* Removes the image and all its versions. Missing is success. */
     int (*image_destroy)(const struct qvm_pool *pool, const char *image, struct qvm_error *err);
 
+    /* Makes version VERSION of IMAGE from disk DISK of VM (which is not
+     * running): the administration step of seed 001 ("qvm image commit").
+     * Atomic: the version exists whole or not at all. NULL: unsupported. */
+    int (*version_from_disk)(const struct qvm_pool *pool, const char *image, const char *version,
+                             const char *vm, const char *disk, struct qvm_ui *ui,
+                             struct qvm_error *err);
+
     /* Removes one version's data. Core has checked that no VM uses it;
      * the driver refuses (naming them) if its own dependents remain (zfs
      * clones). Missing is success. NULL: the driver keeps versions only as
