@@ -4,9 +4,11 @@
 #include <string.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "core/image.h"
+#include "core/stream.h"
 
 static int image_import(struct cli *cli, int argc, char **argv)
 {
@@ -220,6 +222,58 @@ static int image_commit(struct cli *cli, int argc, char **argv)
     return r < 0 ? cli_fail("committing image version", &err) : 0;
 }
 
+static int image_send(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = { { "from", required_argument, NULL, 'f' },
+                                          { "pool", required_argument, NULL, 'p' },
+                                          CLI_COMMON_OPTIONS, { 0 } };
+    const char *from = NULL, *pool = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "f:p:", opts, NULL)) != -1) {
+        if (c == 'f')
+            from = optarg;
+        else if (c == 'p')
+            pool = optarg;
+        else if (!cli_common_option(cli, c, optarg))
+            return cli_usage(&cmd_image, "unknown option");
+    }
+    if (argc - optind != 1)
+        return cli_usage(&cmd_image, "send needs one NAME@vN");
+    if (isatty(STDOUT_FILENO))
+        return cli_usage(&cmd_image, "send writes a binary stream: redirect it to a file or a pipe");
+    cli->quiet = true;       /* stdout carries the stream */
+    if (cli_open(cli))
+        return 1;
+    struct qvm_error err = { 0 };
+    int r = qvm_image_send(&cli->ctx, pool, argv[optind], from, STDOUT_FILENO, &err);
+    cli_close(cli);
+    return r < 0 ? cli_fail("sending image version", &err) : 0;
+}
+
+static int image_receive(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = { { "pool", required_argument, NULL, 'p' },
+                                          CLI_COMMON_OPTIONS, { 0 } };
+    const char *pool = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "p:", opts, NULL)) != -1) {
+        if (c == 'p')
+            pool = optarg;
+        else if (!cli_common_option(cli, c, optarg))
+            return cli_usage(&cmd_image, "unknown option");
+    }
+    if (argc != optind)
+        return cli_usage(&cmd_image, "receive reads the stream from stdin and takes no arguments");
+    if (isatty(STDIN_FILENO))
+        return cli_usage(&cmd_image, "receive reads a stream on stdin: redirect a file or a pipe");
+    if (cli_open(cli))
+        return 1;
+    struct qvm_error err = { 0 };
+    int r = qvm_image_receive(&cli->ctx, pool, STDIN_FILENO, &err);
+    cli_close(cli);
+    return r < 0 ? cli_fail("receiving image version", &err) : 0;
+}
+
 static int run_image(struct cli *cli, int argc, char **argv)
 {
     if (argc < 2)
@@ -245,6 +299,10 @@ static int run_image(struct cli *cli, int argc, char **argv)
         return image_rm(cli, argc, argv);
     if (strcmp(sub, "commit") == 0)
         return image_commit(cli, argc, argv);
+    if (strcmp(sub, "send") == 0)
+        return image_send(cli, argc, argv);
+    if (strcmp(sub, "receive") == 0 || strcmp(sub, "recv") == 0)
+        return image_receive(cli, argc, argv);
     return cli_usage(&cmd_image, "unknown subcommand '%s'", sub);
 }
 
@@ -259,6 +317,8 @@ const struct cli_command cmd_image = {
         "       qvm image publish|unpublish|deprecate|retire NAME@vN\n"
         "       qvm image rm NAME[@vN]\n"
         "       qvm image commit NAME --from VM\n"
+        "       qvm image send [--from vM] NAME@vN > FILE\n"
+        "       qvm image receive [--pool POOL] < FILE\n"
         "\n"
         "qvm image import turns a cloud image into a versioned base image that VMs are\n"
         "cloned from. FILE is a raw or qcow2 disk image (compressed files and other\n"
@@ -284,6 +344,12 @@ const struct cli_command cmd_image = {
         "VM in the same pool (the administration step: 'qvm up' a VM from the image,\n"
         "change it, stop it, commit). The new version starts unpublished, with the\n"
         "version the VM came from as its parent; publish it when it is ready.\n"
+        "\n"
+        "qvm image send writes one version as a stream, whole or (--from) only the\n"
+        "changes since an earlier version; qvm image receive creates that version in\n"
+        "a pool of the same driver (zfs send, btrfs send, or qvm's block delta for\n"
+        "dir pools, framed with a SHA-256). Nothing is visible until the whole\n"
+        "stream has arrived and checked; a cut-short stream leaves nothing behind.\n"
         "\n"
         "qvm image rm removes an image, or one version, that no VM uses; otherwise it\n"
         "is refused with the names of those VMs. Nothing is ever half-removed.\n"

@@ -1,5 +1,6 @@
 /* main.c - qvm's entry point: global options and the command table. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,9 @@ static void print_main_help(FILE *f)
 int main(int argc, char **argv)
 {
     qvm_timing_start();
+    /* A closed pipe (qvm image send | ...) is an error to report, not a
+     * reason to die. */
+    signal(SIGPIPE, SIG_IGN);
     struct cli cli = { 0 };
     static const struct option opts[] = {
         { "root", required_argument, NULL, 'r' },

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "blockdelta.h"
 #include "storage.h"
 #include "util/fsutil.h"
 #include "util/strbuf.h"
@@ -174,6 +175,46 @@ static int dir_version_from_disk(const struct qvm_pool *pool, const char *image,
     return r;
 }
 
+static int dir_version_send(const struct qvm_pool *pool, const char *image, const char *version,
+                            const char *from, int out_fd, struct qvm_error *err)
+{
+    char *path = version_path(pool, image, version);
+    char *base = from ? version_path(pool, image, from) : NULL;
+    int r = qvm_blockdelta_write(path, base, out_fd, err);
+    free(path);
+    free(base);
+    return r;
+}
+
+static int dir_version_receive(const struct qvm_pool *pool, const char *image,
+                               const char *version, const char *from, int in_fd,
+                               struct qvm_error *err)
+{
+    char *dst = version_path(pool, image, version);
+    char *part = xasprintf("%s.part", dst);
+    char *base = from ? version_path(pool, image, from) : NULL;
+    int r = 0;
+    if (qvm_path_exists(dst))
+        r = qvm_err(err, EEXIST, "version %s of image '%s' already exists", version, image);
+    else if (base && !qvm_path_exists(base))
+        r = qvm_err(err, ENOENT, "image '%s' has no version %s to apply the stream to", image,
+                    from);
+    if (r == 0) {
+        unlink(part);
+        r = qvm_blockdelta_apply(in_fd, base, part, err);
+    }
+    if (r == 0 && chmod(part, 0444) < 0)
+        r = qvm_err_errno(err, errno, "cannot make %s read-only", part);
+    if (r == 0 && renameat2(AT_FDCWD, part, AT_FDCWD, dst, RENAME_NOREPLACE) < 0)
+        r = qvm_err_errno(err, errno, "cannot rename %s to %s", part, dst);
+    if (r < 0)
+        unlink(part);
+    free(dst);
+    free(part);
+    free(base);
+    return r;
+}
+
 static int dir_version_destroy(const struct qvm_pool *pool, const char *image,
                                const char *version, struct qvm_error *err)
 {
@@ -195,10 +236,13 @@ static int dir_version_destroy(const struct qvm_pool *pool, const char *image,
     free(prefix);
     free(dir);
     char *path = version_path(pool, image, version);
+    char *part = xasprintf("%s.part", path);
+    unlink(part);       /* a receive or import cut short */
     int r = 0;
     if (unlink(path) < 0 && errno != ENOENT)
         r = qvm_err_errno(err, errno, "cannot remove %s", path);
     free(path);
+    free(part);
     return r;
 }
 
@@ -367,6 +411,9 @@ const struct qvm_storage_driver qvm_storage_dir = {
     .version_info = dir_version_info,
     .image_destroy = dir_image_destroy,
     .version_from_disk = dir_version_from_disk,
+    .stream_format = "qvm-blockdelta-1",
+    .version_send = dir_version_send,
+    .version_receive = dir_version_receive,
     .version_destroy = dir_version_destroy,
     .vm_create = dir_vm_create,
     .disk_locate = dir_disk_locate,

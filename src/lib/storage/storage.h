@@ -82,6 +82,19 @@ struct qvm_storage_driver {
                              const char *vm, const char *disk, struct qvm_ui *ui,
                              struct qvm_error *err);
 
+    /* Streams (the replication wave builds on these). version_send writes
+     * VERSION of IMAGE to OUT_FD, whole or (FROM non-NULL) as the changes
+     * since version FROM, in the driver's own format (STREAM_FORMAT).
+     * version_receive reads such a payload from IN_FD and creates VERSION
+     * (FROM: the base the payload was made against, which must exist). A
+     * failed or cut-short receive leaves no version behind. NULL: the driver
+     * has no streams. */
+    const char *stream_format;
+    int (*version_send)(const struct qvm_pool *pool, const char *image, const char *version,
+                        const char *from, int out_fd, struct qvm_error *err);
+    int (*version_receive)(const struct qvm_pool *pool, const char *image, const char *version,
+                           const char *from, int in_fd, struct qvm_error *err);
+
     /* Removes one version's data. Core has checked that no VM uses it;
      * the driver refuses (naming them) if its own dependents remain (zfs
      * clones). Missing is success. NULL: the driver keeps versions only as

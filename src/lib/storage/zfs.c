@@ -1,0 +1,1178 @@
+/* zfs.c - the ZFS backend (seed 000, 3.1.1 and 3.3; seed 004's pitfalls).
+ *
+ * A pool is a parent dataset (pool->dataset, e.g. tank/qvm), mounted; its
+ * mountpoint is pool->path, and the images and vms datasets under it
+ * inherit their mountpoints, so core/ finds its metadata where the contract
+ * in storage.h says. pool->mode chooses where disk data lives:
+ *
+ * dataset (default): an image is a filesystem holding one raw file; each
+ * version is a snapshot of it; a VM disk is a clone of that snapshot,
+ * mounted inside the VM's bundle:
+ *   DATASET/images/NAME        MOUNT/images/NAME: image.json
+ *   DATASET/images/NAME@v1     version v1: disk.raw (user property qvm:virtual-size)
+ *   DATASET/vms/VM             MOUNT/vms/VM: vm.json, vm.yaml, seed.iso, console.log
+ *   DATASET/vms/VM/disk0       clone of NAME@v1: MOUNT/vms/VM/disk0/disk.raw
+ *
+ * zvol (seed 000): the data is a zvol (volblocksize 16K, refreservation
+ * none) under the image's filesystem; a VM disk is a zvol clone:
+ *   DATASET/images/NAME/disk@v1 the version
+ *   DATASET/vms/VM/disk0       its clone, /dev/zvol/DATASET/vms/VM/disk0
+ *
+ * Versions are snapshots and never change. The live disk.raw exists only
+ * while a version is written; the live zvol keeps the newest version's
+ * blocks (shared with its snapshot) until the image is destroyed. Never -R and never
+ * promote (seed 004): a clone pins its origin, so destroying an image that
+ * VM disks were cloned from is refused with their names, and VM data is
+ * never destroyed or stranded to make room.
+ *
+ * Reads use `zfs get -Hp -o name,property,value`: OpenZFS and zfs-fuse both
+ * have it, whereas zfs-fuse's `zfs list` has no -p. Existence is asked of
+ * zfs itself (create fails with "dataset already exists", destroy with
+ * "dataset does not exist"), which is one command and cannot race. */
+#include "zfs.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "storage.h"
+#include "util/fsutil.h"
+#include "util/strbuf.h"
+#include "util/subprocess.h"
+
+#define ZFS_TIMEOUT_MS (5 * 60 * 1000)
+#define ZFS_GET_MAX_OUTPUT (16u << 20)
+#define ZFS_ROWS_MAX 1000000
+#define DESTROY_TRIES 50           /* x 100 ms: see zfs_destroy */
+#define DEVICE_WAIT_MS 10000
+
+/* ---------------------------------------------------------------- argv */
+
+struct argvb {
+    char **v;
+    size_t n, cap;
+};
+
+static void argvb_add(struct argvb *b, const char *s)
+{
+    if (b->n + 2 > b->cap) {
+        b->cap = b->cap ? 2 * b->cap : 16;
+        b->v = xrealloc(b->v, b->cap * sizeof *b->v);
+    }
+    b->v[b->n++] = xstrdup(s);
+    b->v[b->n] = NULL;
+}
+
+__attribute__((format(printf, 2, 3)))
+static void argvb_addf(struct argvb *b, const char *fmt, ...)
+{
+    va_list ap;
+    struct strbuf sb = STRBUF_INIT;
+    va_start(ap, fmt);
+    strbuf_vaddf(&sb, fmt, ap);
+    va_end(ap);
+    argvb_add(b, sb.buf);
+    strbuf_release(&sb);
+}
+
+void qvm_zfs_argv_free(char **argv)
+{
+    if (!argv)
+        return;
+    for (char **p = argv; *p; p++)
+        free(*p);
+    free(argv);
+}
+
+char **qvm_zfs_argv_get(const char *props, const char *const datasets[], bool recursive)
+{
+    struct argvb b = { 0 };
+    argvb_add(&b, "zfs");
+    argvb_add(&b, "get");
+    argvb_add(&b, "-Hp");
+    if (recursive)
+        argvb_add(&b, "-r");
+    argvb_add(&b, "-o");
+    argvb_add(&b, "name,property,value");
+    argvb_add(&b, props);
+    for (size_t i = 0; datasets[i]; i++)
+        argvb_add(&b, datasets[i]);
+    return b.v;
+}
+
+char **qvm_zfs_argv_create(const char *dataset, bool parents)
+{
+    struct argvb b = { 0 };
+    argvb_add(&b, "zfs");
+    argvb_add(&b, "create");
+    if (parents)
+        argvb_add(&b, "-p");
+    argvb_add(&b, dataset);
+    return b.v;
+}
+
+char **qvm_zfs_argv_create_zvol(const char *dataset, uint64_t size)
+{
+    struct argvb b = { 0 };
+    argvb_add(&b, "zfs");
+    argvb_add(&b, "create");
+    argvb_add(&b, "-V");
+    argvb_addf(&b, "%llu", (unsigned long long)size);
+    argvb_add(&b, "-o");
+    argvb_addf(&b, "volblocksize=%uK", QVM_ZFS_VOLBLOCKSIZE / 1024);
+    argvb_add(&b, "-o");
+    argvb_add(&b, "refreservation=none");
+    argvb_add(&b, dataset);
+    return b.v;
+}
+
+char **qvm_zfs_argv_snapshot(const char *snapshot, uint64_t virtual_size)
+{
+    struct argvb b = { 0 };
+    argvb_add(&b, "zfs");
+    argvb_add(&b, "snapshot");
+    if (virtual_size) {
+        argvb_add(&b, "-o");
+        argvb_addf(&b, "%s=%llu", QVM_ZFS_SIZE_PROP, (unsigned long long)virtual_size);
+    }
+    argvb_add(&b, snapshot);
+    return b.v;
+}
+
+char **qvm_zfs_argv_clone(const char *snapshot, const char *target,
+                          const struct qvm_prop *props, size_t nprops)
+{
+    struct argvb b = { 0 };
+    argvb_add(&b, "zfs");
+    argvb_add(&b, "clone");
+    for (size_t i = 0; i < nprops; i++) {
+        argvb_add(&b, "-o");
+        argvb_addf(&b, "%s=%s", props[i].key, props[i].value);
+    }
+    argvb_add(&b, snapshot);
+    argvb_add(&b, target);
+    return b.v;
+}
+
+char **qvm_zfs_argv_set_volsize(const char *dataset, uint64_t size)
+{
+    struct argvb b = { 0 };
+    argvb_add(&b, "zfs");
+    argvb_add(&b, "set");
+    argvb_addf(&b, "volsize=%llu", (unsigned long long)size);
+    argvb_add(&b, dataset);
+    return b.v;
+}
+
+char **qvm_zfs_argv_destroy(const char *dataset, bool recursive)
+{
+    struct argvb b = { 0 };
+    argvb_add(&b, "zfs");
+    argvb_add(&b, "destroy");
+    if (recursive)
+        argvb_add(&b, "-r");
+    argvb_add(&b, dataset);
+    return b.v;
+}
+
+char **qvm_zfs_argv_convert(const char *src, const char *src_format, const char *dst,
+                            bool to_device, bool progress)
+{
+    struct argvb b = { 0 };
+    argvb_add(&b, "qemu-img");
+    argvb_add(&b, "convert");
+    argvb_add(&b, progress ? "-p" : "-q");
+    /* A block device exists already: -n, or qemu-img tries to create it. */
+    if (to_device)
+        argvb_add(&b, "-n");
+    argvb_add(&b, "-f");
+    argvb_add(&b, src_format);
+    argvb_add(&b, "-O");
+    argvb_add(&b, "raw");
+    argvb_add(&b, src);
+    argvb_add(&b, dst);
+    return b.v;
+}
+
+/* -------------------------------------------------------------- checks */
+
+int qvm_zfs_dataset_check(const char *ds, struct qvm_error *err)
+{
+    size_t len = ds ? strlen(ds) : 0;
+    const char *why = NULL;
+    if (len == 0)
+        return qvm_err(err, EINVAL, "a zfs pool needs a dataset (--dataset POOL/DATASET)");
+    if (len > QVM_ZFS_DATASET_MAX)
+        return qvm_err(err, EINVAL, "invalid zfs dataset '%.*s...': longer than %d bytes "
+                       "(qvm names datasets below it)", 40, ds, QVM_ZFS_DATASET_MAX);
+    for (const char *p = ds; *p && !why; p++)
+        if (!isascii((unsigned char)*p) || !(isalnum((unsigned char)*p) || strchr("_.:/-", *p)))
+            why = "only A-Z, a-z, 0-9, '_', '.', ':', '/' and '-' are allowed";
+    if (!why && ds[0] == '/')
+        why = "a dataset name (like tank/qvm) has no leading '/'; it is not a path";
+    else if (!why && !isalnum((unsigned char)ds[0]))
+        why = "it must start with a letter or a digit";
+    else if (!why && ds[len - 1] == '/')
+        why = "it must not end with '/'";
+    else if (!why && strstr(ds, "//"))
+        why = "it has an empty component ('//')";
+    else if (!why && strstr(ds, ".."))
+        why = "'..' is not allowed";
+    for (const char *c = ds; !why && c; c = strchr(c, '/') ? strchr(c, '/') + 1 : NULL)
+        if (c[0] == '.' && (c[1] == '/' || c[1] == '\0'))
+            why = "a component '.' is not allowed";
+    if (why) {
+        /* The name may hold anything: quote only what is printable. */
+        char shown[QVM_ZFS_DATASET_MAX + 1];
+        size_t i = 0;
+        for (; ds[i] && i < sizeof shown - 1; i++)
+            shown[i] = isprint((unsigned char)ds[i]) ? ds[i] : '?';
+        shown[i] = '\0';
+        return qvm_err(err, EINVAL, "invalid zfs dataset '%s': %s", shown, why);
+    }
+    return 0;
+}
+
+int qvm_zfs_prop_check(const struct qvm_prop *prop, struct qvm_error *err)
+{
+    static const char *const managed[] = { "mountpoint", "canmount", "readonly", "volsize" };
+    const char *k = prop->key, *v = prop->value;
+    size_t klen = k ? strlen(k) : 0, vlen = v ? strlen(v) : 0;
+    if (klen == 0 || klen > 64 || !islower((unsigned char)k[0]) ||
+        strspn(k, "abcdefghijklmnopqrstuvwxyz0123456789:._-") != klen)
+        return qvm_err(err, EINVAL, "invalid zfs property name '%.64s': use a-z first, then "
+                       "a-z, 0-9, ':', '.', '_' and '-' (at most 64)", k ? k : "");
+    for (size_t i = 0; i < sizeof managed / sizeof managed[0]; i++)
+        if (strcmp(k, managed[i]) == 0)
+            return qvm_err(err, EINVAL, "zfs property '%s' is managed by qvm and cannot be set "
+                           "on a VM disk", k);
+    if (strncmp(k, "qvm:", 4) == 0)
+        return qvm_err(err, EINVAL, "zfs property '%s': the qvm: namespace is qvm's own", k);
+    if (vlen == 0 || vlen > 255 || v[0] == '-' ||
+        strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789:._,+/@=-") != vlen)
+        return qvm_err(err, EINVAL, "zfs property %s: invalid value (1 to 255 of A-Z a-z 0-9 "
+                       ": . _ , + / @ = -, not starting with '-'; no spaces)", k);
+    return 0;
+}
+
+uint64_t qvm_zfs_volsize(uint64_t size)
+{
+    return (size + QVM_ZFS_VOLBLOCKSIZE - 1) / QVM_ZFS_VOLBLOCKSIZE * QVM_ZFS_VOLBLOCKSIZE;
+}
+
+/* ------------------------------------------------------------- parsers */
+
+void qvm_zfs_rows_release(struct qvm_zfs_rows *rows)
+{
+    if (!rows)
+        return;
+    for (size_t i = 0; i < rows->n; i++) {
+        free(rows->v[i].name);
+        free(rows->v[i].property);
+        free(rows->v[i].value);
+    }
+    free(rows->v);
+    memset(rows, 0, sizeof *rows);
+}
+
+/* `zfs get -Hp -o name,property,value type,mountpoint,mounted tank/qvm`
+ * (zfs-fuse 0.7; OpenZFS prints the same) - tab-separated, no header:
+ *   tank/qvm	type	filesystem
+ *   tank/qvm	mountpoint	/tank/qvm
+ *   tank/qvm	mounted	yes
+ * With -r, a line per dataset and snapshot below as well:
+ *   tank/qvm/images/img@v1	origin	-
+ *   tank/qvm/vms/a/disk0	origin	tank/qvm/images/img@v1
+ * The value is everything after the second tab (a mountpoint may hold
+ * spaces); "-" means no value. */
+int qvm_zfs_parse_get(const char *out, struct qvm_zfs_rows *ret, struct qvm_error *err)
+{
+    memset(ret, 0, sizeof *ret);
+    size_t cap = 0, lineno = 0;
+    for (const char *p = out; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        lineno++;
+        const char *t1 = memchr(p, '\t', len);
+        const char *t2 = t1 ? memchr(t1 + 1, '\t', len - (size_t)(t1 + 1 - p)) : NULL;
+        if (!t1 || !t2 || t1 == p || t2 == t1 + 1 || memchr(p, '\r', len)) {
+            qvm_zfs_rows_release(ret);
+            return qvm_err(err, EINVAL, "unexpected output from zfs get, line %zu: '%.*s' "
+                           "(expected NAME<tab>PROPERTY<tab>VALUE)", lineno,
+                           (int)(len > 200 ? 200 : len), p);
+        }
+        if (ret->n == ZFS_ROWS_MAX) {
+            qvm_zfs_rows_release(ret);
+            return qvm_err(err, E2BIG, "zfs get printed more than %d lines", ZFS_ROWS_MAX);
+        }
+        if (ret->n == cap) {
+            cap = cap ? 2 * cap : 8;
+            ret->v = xrealloc(ret->v, cap * sizeof *ret->v);
+        }
+        struct qvm_zfs_row *row = &ret->v[ret->n++];
+        row->name = strndup(p, (size_t)(t1 - p));
+        row->property = strndup(t1 + 1, (size_t)(t2 - t1 - 1));
+        row->value = strndup(t2 + 1, len - (size_t)(t2 + 1 - p));
+        if (!row->name || !row->property || !row->value)
+            abort();
+        p += len + (nl ? 1 : 0);
+    }
+    return 0;
+}
+
+const char *qvm_zfs_rows_value(const struct qvm_zfs_rows *rows, const char *name,
+                               const char *property)
+{
+    for (size_t i = 0; i < rows->n; i++)
+        if (strcmp(rows->v[i].name, name) == 0 && strcmp(rows->v[i].property, property) == 0)
+            return rows->v[i].value;
+    return NULL;
+}
+
+void qvm_zfs_strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+char **qvm_zfs_clones_of(const struct qvm_zfs_rows *rows, const char *origin, const char *version,
+                         size_t *ret_n)
+{
+    size_t olen = strlen(origin), n = 0;
+    char **v = NULL;
+    for (size_t i = 0; i < rows->n; i++) {
+        const struct qvm_zfs_row *row = &rows->v[i];
+        if (strcmp(row->property, "origin") == 0 && strncmp(row->value, origin, olen) == 0 &&
+            row->value[olen] == '@' && (!version || strcmp(row->value + olen + 1, version) == 0)) {
+            v = xrealloc(v, (n + 1) * sizeof *v);
+            v[n++] = xstrdup(row->name);
+        }
+    }
+    *ret_n = n;
+    return v;
+}
+
+/* `zfs get -p` prints sizes as plain byte counts: "67108864". */
+int qvm_zfs_parse_size(const char *value, uint64_t *ret)
+{
+    uint64_t v = 0;
+    if (!value || !*value || strlen(value) > 20)
+        return -EINVAL;
+    for (const char *p = value; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -EINVAL;
+        uint64_t d = (uint64_t)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -EINVAL;
+        v = v * 10 + d;
+    }
+    *ret = v;
+    return 0;
+}
+
+/* What zfs prints on stderr when it fails, e.g. (zfs-fuse):
+ *   cannot open 'tank/nope': dataset does not exist
+ *   cannot create 'tank/qvm/vms/a': dataset already exists
+ *   cannot create snapshot 'tank/qvm/images/img@v1': dataset already exists
+ *   cannot destroy 'tank/qvm/vms/b': dataset is busy
+ *   cannot destroy 'tank/qvm/images/img': filesystem has dependent clones
+ *   use '-R' to destroy the following datasets:
+ *   tank/qvm/vms/a/disk0
+ *   connect: No such file or directory
+ *   Please make sure that the zfs-fuse daemon is running.
+ *   internal error: failed to initialize ZFS library
+ *   internal error: Function not implemented          (zfs create -V)
+ * and OpenZFS without its kernel module:
+ *   The ZFS modules are not loaded.
+ *   Try running '/sbin/modprobe zfs' as root to load them. */
+enum qvm_zfs_failure qvm_zfs_classify(const char *s)
+{
+    if (!s)
+        return QVM_ZFS_FAIL_OTHER;
+    if (strstr(s, "zfs-fuse daemon is running") || strstr(s, "Unable to connect") ||
+        strncmp(s, "connect: ", 9) == 0 || strstr(s, "\nconnect: "))
+        return QVM_ZFS_FAIL_NO_DAEMON;
+    if (strstr(s, "ZFS modules are not loaded") || strstr(s, "/dev/zfs and /proc/self/mounts"))
+        return QVM_ZFS_FAIL_NO_MODULE;
+    if (strstr(s, "Function not implemented"))
+        return QVM_ZFS_FAIL_NOT_IMPLEMENTED;
+    if (strstr(s, "has dependent clones"))
+        return QVM_ZFS_FAIL_DEPENDENTS;
+    if (strstr(s, "dataset is busy"))
+        return QVM_ZFS_FAIL_BUSY;
+    if (strstr(s, "dataset does not exist"))
+        return QVM_ZFS_FAIL_MISSING;
+    if (strstr(s, "dataset already exists"))
+        return QVM_ZFS_FAIL_EXISTS;
+    return QVM_ZFS_FAIL_OTHER;
+}
+
+char **qvm_zfs_parse_dependents(const char *s, size_t *ret_n)
+{
+    static const char marker[] = "use '-R' to destroy the following datasets:\n";
+    const char *p = s ? strstr(s, marker) : NULL;
+    char **v = NULL;
+    size_t n = 0;
+    for (p = p ? p + strlen(marker) : NULL; p && *p && *p != '\n' && n < 1000;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\r'))
+            len--;
+        v = xrealloc(v, (n + 1) * sizeof *v);
+        v[n] = strndup(p, len);
+        if (!v[n++])
+            abort();
+        p = nl ? nl + 1 : NULL;
+    }
+    *ret_n = n;
+    return v;
+}
+
+/* ------------------------------------------------------- running zfs */
+
+struct zfs_out {
+    char *out;                     /* stdout */
+    char *err;                     /* stderr */
+    enum qvm_zfs_failure fail;
+};
+
+static void zfs_out_release(struct zfs_out *o)
+{
+    free(o->out);
+    free(o->err);
+    memset(o, 0, sizeof *o);
+}
+
+/* Runs ARGV, a zfs command line. On failure ERR names the command and
+ * carries all of zfs's words (it explains over several lines), or says how
+ * to reach ZFS when it cannot be reached; RET (optional) receives stdout,
+ * stderr and what kind of failure it was. */
+static int zfs_run(char **argv, size_t max_output, struct zfs_out *ret, struct qvm_error *err)
+{
+    struct qvm_run_opts opts = { .timeout_ms = ZFS_TIMEOUT_MS, .max_output = max_output };
+    struct qvm_run_result res = { 0 };
+    struct qvm_error e = { 0 };
+    int r = qvm_run((const char *const *)argv, &opts, &res, &e);
+    enum qvm_zfs_failure fail = QVM_ZFS_FAIL_OTHER;
+    if (r == 0 && max_output && res.out_len >= max_output)
+        r = qvm_err(err, E2BIG, "zfs printed more than %zu bytes; qvm cannot read it all",
+                    max_output);
+    else if (r == -ENOENT && res.err_len == 0)
+        r = qvm_err(err, ENOENT, "cannot run zfs: not found; install zfsutils-linux "
+                    "(or zfs-fuse)");
+    else if (r < 0) {
+        fail = qvm_zfs_classify(res.err);
+        /* zfs's message, its lines joined, as the reason. */
+        struct strbuf why = STRBUF_INIT;
+        for (const char *p = res.err ? res.err : ""; *p && why.len < 800;) {
+            const char *nl = strchr(p, '\n');
+            size_t len = nl ? (size_t)(nl - p) : strlen(p);
+            if (len) {
+                if (why.len)
+                    strbuf_addstr(&why, why.buf[why.len - 1] == ':' ? " " : "; ");
+                strbuf_add(&why, p, len);
+            }
+            p += len + (nl ? 1 : 0);
+        }
+        char *line = qvm_argv_to_string((const char *const *)argv);
+        const char *reason = why.len ? why.buf : e.msg;
+        static const int codes[] = {
+            [QVM_ZFS_FAIL_OTHER] = EIO, [QVM_ZFS_FAIL_MISSING] = ENOENT,
+            [QVM_ZFS_FAIL_EXISTS] = EEXIST, [QVM_ZFS_FAIL_BUSY] = EBUSY,
+            [QVM_ZFS_FAIL_DEPENDENTS] = EBUSY, [QVM_ZFS_FAIL_NO_DAEMON] = ENOTCONN,
+            [QVM_ZFS_FAIL_NO_MODULE] = ENODEV, [QVM_ZFS_FAIL_NOT_IMPLEMENTED] = ENOSYS,
+        };
+        if (res.timed_out)
+            r = qvm_err(err, ETIMEDOUT, "%s: %s", line, e.msg);
+        else if (fail == QVM_ZFS_FAIL_NO_DAEMON)
+            r = qvm_err(err, codes[fail], "cannot reach ZFS (zfs: %.*s): is zfs-fuse running? "
+                        "Start it with: zfs-fuse", (int)strcspn(reason, ";"), reason);
+        else if (fail == QVM_ZFS_FAIL_NO_MODULE)
+            r = qvm_err(err, codes[fail], "cannot reach ZFS: the ZFS kernel module is not "
+                        "loaded; load it with: modprobe zfs");
+        else if (fail == QVM_ZFS_FAIL_NOT_IMPLEMENTED)
+            r = qvm_err(err, codes[fail], "%s: %s: zvols need a kernel ZFS; zfs-fuse has none "
+                        "(use a pool in mode dataset)", line, reason);
+        else
+            r = qvm_err(err, codes[fail], "%s: %s", line, reason);
+        free(line);
+        strbuf_release(&why);
+    }
+    if (ret) {
+        ret->out = res.out ? res.out : xstrdup("");
+        ret->err = res.err ? res.err : xstrdup("");
+        ret->fail = fail;
+    } else {
+        qvm_run_result_release(&res);
+    }
+    return r;
+}
+
+/* zfs get -Hp -o name,property,value PROPS DATASETS..., parsed. *ret_fail
+ * (optional) says why it failed. */
+static int zfs_get(const char *props, const char *const datasets[], bool recursive,
+                   struct qvm_zfs_rows *ret, enum qvm_zfs_failure *ret_fail,
+                   struct qvm_error *err)
+{
+    char **argv = qvm_zfs_argv_get(props, datasets, recursive);
+    struct zfs_out o = { 0 };
+    memset(ret, 0, sizeof *ret);
+    int r = zfs_run(argv, ZFS_GET_MAX_OUTPUT, &o, err);
+    if (ret_fail)
+        *ret_fail = o.fail;
+    if (r == 0)
+        r = qvm_zfs_parse_get(o.out, ret, err);
+    zfs_out_release(&o);
+    qvm_zfs_argv_free(argv);
+    return r;
+}
+
+static int zfs_simple(char **argv, enum qvm_zfs_failure *ret_fail, struct qvm_error *err)
+{
+    struct zfs_out o = { 0 };
+    int r = zfs_run(argv, 0, &o, err);
+    if (ret_fail)
+        *ret_fail = o.fail;
+    zfs_out_release(&o);
+    qvm_zfs_argv_free(argv);
+    return r;
+}
+
+/* 1 if DATASET (or snapshot) exists, 0 if not, a negative errno if zfs
+ * cannot say. */
+static int zfs_exists(const char *dataset, struct qvm_error *err)
+{
+    const char *const ds[] = { dataset, NULL };
+    struct qvm_zfs_rows rows;
+    enum qvm_zfs_failure fail;
+    int r = zfs_get("type", ds, false, &rows, &fail, err);
+    if (r < 0 && fail == QVM_ZFS_FAIL_MISSING) {
+        qvm_err_clear(err);
+        return 0;
+    }
+    if (r == 0)
+        r = qvm_zfs_rows_value(&rows, dataset, "type") ? 1
+          : qvm_err(err, EINVAL, "zfs get did not report the type of %s", dataset);
+    qvm_zfs_rows_release(&rows);
+    return r;
+}
+
+/* Destroys DATASET (with -r its children and snapshots); missing is
+ * success. zfs-fuse unmounts asynchronously: a destroy right after a create
+ * or a clone (a rollback) first fails with "dataset is busy" and succeeds on
+ * the next try (one retry after 50 ms, measured), so busy is retried for
+ * 5 s; a dataset that stays busy (a process holds a file in it) is
+ * reported. RET_ERR (optional) receives zfs's stderr. */
+static int zfs_destroy(const char *dataset, bool recursive, enum qvm_zfs_failure *ret_fail,
+                       char **ret_err, struct qvm_error *err)
+{
+    char **argv = qvm_zfs_argv_destroy(dataset, recursive);
+    struct zfs_out o = { 0 };
+    int r;
+    for (int i = 0;; i++) {
+        zfs_out_release(&o);
+        r = zfs_run(argv, 0, &o, err);
+        if (r == 0 || o.fail != QVM_ZFS_FAIL_BUSY || i + 1 == DESTROY_TRIES)
+            break;
+        nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
+    }
+    if (r < 0 && o.fail == QVM_ZFS_FAIL_MISSING) {
+        qvm_err_clear(err);
+        r = 0;
+    }
+    if (ret_fail)
+        *ret_fail = o.fail;
+    if (ret_err) {
+        *ret_err = o.err;
+        o.err = NULL;
+    }
+    zfs_out_release(&o);
+    qvm_zfs_argv_free(argv);
+    return r;
+}
+
+/* ---------------------------------------------------------------- names */
+
+static bool is_zvol(const struct qvm_pool *pool)
+{
+    return pool->mode && strcmp(pool->mode, "zvol") == 0;
+}
+
+static char *image_ds(const struct qvm_pool *pool, const char *image)
+{
+    return xasprintf("%s/images/%s", pool->dataset, image);
+}
+
+/* The dataset whose snapshots are the versions of IMAGE. */
+static char *image_data_ds(const struct qvm_pool *pool, const char *image)
+{
+    return is_zvol(pool) ? xasprintf("%s/images/%s/disk", pool->dataset, image)
+                         : image_ds(pool, image);
+}
+
+static char *vm_ds(const struct qvm_pool *pool, const char *vm)
+{
+    return xasprintf("%s/vms/%s", pool->dataset, vm);
+}
+
+static char *disk_ds(const struct qvm_pool *pool, const char *vm, const char *disk)
+{
+    return xasprintf("%s/vms/%s/%s", pool->dataset, vm, disk);
+}
+
+static char *disk_file(const struct qvm_pool *pool, const char *vm, const char *disk)
+{
+    return xasprintf("%s/vms/%s/%s/%s", pool->path, vm, disk, QVM_ZFS_DISK_FILE);
+}
+
+static char *zvol_dev(const char *dataset)
+{
+    return xasprintf("/dev/zvol/%s", dataset);
+}
+
+/* ----------------------------------------------------------------- pool */
+
+/* Sample in qvm_zfs_parse_get. */
+static int zfs_pool_open(struct qvm_pool *pool, struct qvm_error *err)
+{
+    int r = qvm_zfs_dataset_check(pool->dataset, err);
+    if (r < 0)
+        return r;
+    if (!pool->mode)
+        pool->mode = xstrdup("dataset");
+    else if (strcmp(pool->mode, "dataset") != 0 && strcmp(pool->mode, "zvol") != 0)
+        return qvm_err(err, EINVAL, "unknown zfs mode '%s' (modes: dataset, zvol)", pool->mode);
+    const char *const ds[] = { pool->dataset, NULL };
+    struct qvm_zfs_rows rows;
+    enum qvm_zfs_failure fail;
+    r = zfs_get("type,mountpoint,mounted", ds, false, &rows, &fail, err);
+    if (r < 0) {
+        if (fail == QVM_ZFS_FAIL_MISSING)
+            return qvm_err(err, ENOENT, "zfs dataset '%s' does not exist (create it with: "
+                           "zfs create -p %s)", pool->dataset, pool->dataset);
+        return r;
+    }
+    const char *type = qvm_zfs_rows_value(&rows, pool->dataset, "type");
+    const char *mp = qvm_zfs_rows_value(&rows, pool->dataset, "mountpoint");
+    const char *mounted = qvm_zfs_rows_value(&rows, pool->dataset, "mounted");
+    if (!type || !mp || !mounted)
+        r = qvm_err(err, EINVAL, "zfs get did not report type, mountpoint and mounted of %s",
+                    pool->dataset);
+    else if (strcmp(type, "filesystem") != 0)
+        r = qvm_err(err, EINVAL, "zfs dataset '%s' is a %s, not a filesystem", pool->dataset,
+                    type);
+    else if (mp[0] != '/')
+        r = qvm_err(err, EINVAL, "zfs dataset '%s' has no mountpoint (mountpoint=%s); give it "
+                    "one with: zfs set mountpoint=/PATH %s", pool->dataset, mp, pool->dataset);
+    else if (strcmp(mounted, "yes") != 0)
+        r = qvm_err(err, EINVAL, "zfs dataset '%s' is not mounted (mount it with: zfs mount %s)",
+                    pool->dataset, pool->dataset);
+    if (r == 0) {
+        free(pool->path);
+        pool->path = xstrdup(mp);
+    }
+    qvm_zfs_rows_release(&rows);
+    return r;
+}
+
+static int zfs_pool_init(const struct qvm_pool *pool, struct qvm_error *err)
+{
+    char *images = xasprintf("%s/images", pool->dataset);
+    char *vms = xasprintf("%s/vms", pool->dataset);
+    int r = zfs_simple(qvm_zfs_argv_create(images, true), NULL, err);
+    if (r == 0)
+        r = zfs_simple(qvm_zfs_argv_create(vms, true), NULL, err);
+    /* core/ writes into POOL/images and POOL/vms: both must be mounted
+     * there, by inheritance. */
+    const char *const ds[] = { images, vms, NULL };
+    struct qvm_zfs_rows rows = { 0 };
+    if (r == 0)
+        r = zfs_get("mountpoint,mounted", ds, false, &rows, NULL, err);
+    for (size_t i = 0; r == 0 && ds[i]; i++) {
+        const char *mp = qvm_zfs_rows_value(&rows, ds[i], "mountpoint");
+        const char *mounted = qvm_zfs_rows_value(&rows, ds[i], "mounted");
+        char *want = xasprintf("%s/%s", pool->path, i == 0 ? "images" : "vms");
+        if (!mp || !mounted)
+            r = qvm_err(err, EINVAL, "zfs get did not report mountpoint and mounted of %s", ds[i]);
+        else if (strcmp(mp, want) != 0)
+            r = qvm_err(err, EINVAL, "zfs dataset %s has mountpoint %s, not %s: qvm needs it to "
+                        "inherit its mountpoint (zfs inherit mountpoint %s)", ds[i], mp, want,
+                        ds[i]);
+        else if (strcmp(mounted, "yes") != 0)
+            r = qvm_err(err, EINVAL, "zfs dataset %s is not mounted (mount it with: zfs mount %s)",
+                        ds[i], ds[i]);
+        free(want);
+    }
+    qvm_zfs_rows_release(&rows);
+    free(images);
+    free(vms);
+    return r;
+}
+
+static char *zfs_image_dir(const struct qvm_pool *pool, const char *image)
+{
+    return xasprintf("%s/images/%s", pool->path, image);
+}
+
+static char *zfs_vm_dir(const struct qvm_pool *pool, const char *vm)
+{
+    return xasprintf("%s/vms/%s", pool->path, vm);
+}
+
+/* Creates DATASET, a filesystem for KIND (an image or a VM bundle). */
+static int create_container(const char *dataset, const char *what, struct qvm_error *err)
+{
+    enum qvm_zfs_failure fail;
+    int r = zfs_simple(qvm_zfs_argv_create(dataset, false), &fail, err);
+    if (r < 0 && fail == QVM_ZFS_FAIL_EXISTS)
+        return qvm_err(err, EEXIST, "%s already exists (dataset %s)", what, dataset);
+    return r;
+}
+
+static int zfs_image_create(const struct qvm_pool *pool, const char *image, struct qvm_error *err)
+{
+    char *ds = image_ds(pool, image);
+    char *what = xasprintf("image '%s'", image);
+    int r = create_container(ds, what, err);
+    free(what);
+    free(ds);
+    return r;
+}
+
+static int zfs_vm_create(const struct qvm_pool *pool, const char *vm, struct qvm_error *err)
+{
+    char *ds = vm_ds(pool, vm);
+    char *what = xasprintf("VM '%s'", vm);
+    int r = create_container(ds, what, err);
+    free(what);
+    free(ds);
+    return r;
+}
+
+/* -------------------------------------------------------------- import */
+
+static int run_convert(const char *src, const char *src_format, const char *dst, bool to_device,
+                       struct qvm_ui *ui, struct qvm_error *err)
+{
+    bool progress = ui && ui->show_progress;
+    char **argv = qvm_zfs_argv_convert(src, src_format, dst, to_device, progress);
+    struct qvm_run_opts opts = { .timeout_ms = 60 * 60 * 1000, .inherit_stdout = progress };
+    int r = qvm_run((const char *const *)argv, &opts, NULL, err);
+    if (r < 0)
+        qvm_err_wrap(err, "cannot copy %s into the pool", src);
+    qvm_zfs_argv_free(argv);
+    return r;
+}
+
+/* fsync of PATH, and its size. */
+static int sync_file(const char *path, uint64_t *ret_size, struct qvm_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return qvm_err_errno(err, errno, "cannot open %s", path);
+    struct stat st;
+    int r = 0;
+    if (fsync(fd) < 0)
+        r = qvm_err_errno(err, errno, "cannot sync %s", path);
+    else if (fstat(fd, &st) < 0)
+        r = qvm_err_errno(err, errno, "cannot stat %s", path);
+    else
+        *ret_size = (uint64_t)st.st_size;
+    close(fd);
+    return r;
+}
+
+static int snapshot_missing(const char *snap, const char *image, const char *version,
+                            struct qvm_error *err)
+{
+    int r = zfs_exists(snap, err);
+    if (r > 0)
+        return qvm_err(err, EEXIST, "version %s of image '%s' already exists (snapshot %s)",
+                       version, image, snap);
+    return r;
+}
+
+/* Dataset mode: the raw file is written as disk.raw.part beside image.json
+ * (doctor finds a partial copy by that name), synced, renamed to disk.raw,
+ * and the version is the snapshot of the dataset holding it. Then the live
+ * disk.raw is unlinked: the snapshot holds the data, and a version whose
+ * snapshot is destroyed (retired) then frees its space. */
+static int dataset_version_import(const struct qvm_pool *pool, const char *image,
+                                  const char *version, const char *src, const char *src_format,
+                                  struct qvm_ui *ui, struct qvm_error *err)
+{
+    char *ds = image_ds(pool, image);
+    char *snap = xasprintf("%s@%s", ds, version);
+    char *dir = zfs_image_dir(pool, image);
+    char *dst = xasprintf("%s/%s", dir, QVM_ZFS_DISK_FILE);
+    char *part = xasprintf("%s.part", dst);
+    uint64_t size = 0;
+    int r = snapshot_missing(snap, image, version, err);
+    if (r == 0)
+        r = run_convert(src, src_format, part, false, ui, err);
+    if (r == 0)
+        r = sync_file(part, &size, err);
+    if (r == 0 && rename(part, dst) < 0)
+        r = qvm_err_errno(err, errno, "cannot rename %s to %s", part, dst);
+    if (r == 0)
+        r = qvm_fsync_dir(dir, err);
+    if (r == 0)
+        r = zfs_simple(qvm_zfs_argv_snapshot(snap, size), NULL, err);
+    if (r == 0)
+        unlink(dst);           /* on failure it only holds space until the next version */
+    if (r < 0)
+        unlink(part);
+    free(ds);
+    free(snap);
+    free(dir);
+    free(dst);
+    free(part);
+    return r;
+}
+
+/* udev makes /dev/zvol/... links a moment after zfs creates a zvol. */
+static int wait_for_device(const char *path, struct qvm_error *err)
+{
+    struct stat st;
+    for (int waited = 0; waited < DEVICE_WAIT_MS; waited += 50) {
+        if (stat(path, &st) == 0 && S_ISBLK(st.st_mode))
+            return 0;
+        nanosleep(&(struct timespec){ .tv_nsec = 50 * 1000 * 1000 }, NULL);
+    }
+    return qvm_err(err, ENODEV, "zvol device %s did not appear within %d s (is udev running?)",
+                   path, DEVICE_WAIT_MS / 1000);
+}
+
+/* Zvol mode (seed 000, 3.1.1): the image's zvol DATASET/images/NAME/disk
+ * (volblocksize 16K, refreservation none) is made on the first import and
+ * resized for later ones; the data is written into its block device and
+ * the version is its snapshot. */
+static int zvol_version_import(const struct qvm_pool *pool, const char *image,
+                               const char *version, const char *src, const char *src_format,
+                               struct qvm_ui *ui, struct qvm_error *err)
+{
+    char *zvol = image_data_ds(pool, image);
+    char *snap = xasprintf("%s@%s", zvol, version);
+    char *dev = zvol_dev(zvol);
+    bool created = false;
+    uint64_t size = 0;
+    int r = snapshot_missing(snap, image, version, err);
+    if (r == 0)
+        r = qvm_image_file_probe(src, src_format, &size, NULL, err);
+    if (r == 0)
+        r = zfs_exists(zvol, err);
+    if (r == 0) {
+        r = zfs_simple(qvm_zfs_argv_create_zvol(zvol, qvm_zfs_volsize(size)), NULL, err);
+        created = r == 0;
+    } else if (r > 0) {
+        r = zfs_simple(qvm_zfs_argv_set_volsize(zvol, qvm_zfs_volsize(size)), NULL, err);
+    }
+    if (r == 0)
+        r = wait_for_device(dev, err);
+    if (r == 0)
+        r = run_convert(src, src_format, dev, true, ui, err);
+    if (r == 0)
+        r = zfs_simple(qvm_zfs_argv_snapshot(snap, 0), NULL, err);
+    if (r < 0 && created) {
+        struct qvm_error e = { 0 };
+        if (zfs_destroy(zvol, true, NULL, NULL, &e) < 0)
+            qvm_err_wrap(err, "%s; also", e.msg);
+    }
+    free(zvol);
+    free(snap);
+    free(dev);
+    return r;
+}
+
+static int zfs_version_import(const struct qvm_pool *pool, const char *image, const char *version,
+                              const char *src, const char *src_format, struct qvm_ui *ui,
+                              struct qvm_error *err)
+{
+    return is_zvol(pool) ? zvol_version_import(pool, image, version, src, src_format, ui, err)
+                         : dataset_version_import(pool, image, version, src, src_format, ui, err);
+}
+
+/* `zfs get -Hp -o name,property,value type,qvm:virtual-size tank/qvm/images/img@v1`:
+ *   tank/qvm/images/img@v1	type	snapshot
+ *   tank/qvm/images/img@v1	qvm:virtual-size	67108864
+ * (a user property that is not set prints "-"); in zvol mode volsize:
+ *   tank/qvm/images/img/disk@v1	volsize	2147483648 */
+static int zfs_version_info(const struct qvm_pool *pool, const char *image, const char *version,
+                            struct qvm_disk_info *ret, struct qvm_error *err)
+{
+    char *data = image_data_ds(pool, image);
+    char *snap = xasprintf("%s@%s", data, version);
+    const char *prop = is_zvol(pool) ? "volsize" : QVM_ZFS_SIZE_PROP;
+    char *props = xasprintf("type,%s", prop);
+    const char *const ds[] = { snap, NULL };
+    struct qvm_zfs_rows rows;
+    enum qvm_zfs_failure fail;
+    uint64_t size = 0;
+    int r = zfs_get(props, ds, false, &rows, &fail, err);
+    if (r < 0 && fail == QVM_ZFS_FAIL_MISSING)
+        r = qvm_err(err, ENOENT, "image '%s' has no version %s (no snapshot %s)", image, version,
+                    snap);
+    if (r == 0) {
+        const char *v = qvm_zfs_rows_value(&rows, snap, prop);
+        if (qvm_zfs_parse_size(v, &size) < 0 || size == 0)
+            r = qvm_err(err, EINVAL, "snapshot %s has no valid %s (%s): it was not made by qvm "
+                        "image import", snap, prop, v ? v : "not reported");
+    }
+    if (r == 0) {
+        memset(ret, 0, sizeof *ret);
+        /* Only a kernel ZFS shows .zfs/snapshot (zfs-fuse has none), and
+         * only with snapdev=visible a zvol snapshot's device. */
+        ret->path = is_zvol(pool) ? zvol_dev(snap)
+                  : xasprintf("%s/images/%s/.zfs/snapshot/%s/%s", pool->path, image, version,
+                              QVM_ZFS_DISK_FILE);
+        ret->format = xstrdup("raw");
+        ret->is_block = is_zvol(pool);
+        ret->virtual_size = size;
+    }
+    qvm_zfs_rows_release(&rows);
+    free(props);
+    free(snap);
+    free(data);
+    return r;
+}
+
+/* "tank/qvm/vms/a/disk0 (VM 'a'), other/clone" for messages. */
+static char *describe_clones(const struct qvm_pool *pool, char **names, size_t n)
+{
+    struct strbuf sb = STRBUF_INIT;
+    char *vms = xasprintf("%s/vms/", pool->dataset);
+    size_t vlen = strlen(vms);
+    for (size_t i = 0; i < n; i++) {
+        strbuf_addf(&sb, "%s%s", i ? ", " : "", names[i]);
+        if (strncmp(names[i], vms, vlen) == 0) {
+            const char *vm = names[i] + vlen;
+            strbuf_addf(&sb, " (VM '%.*s')", (int)strcspn(vm, "/@"), vm);
+        }
+    }
+    free(vms);
+    return strbuf_detach(&sb, NULL);
+}
+
+/* WHAT: "image 'img'" or "version v1 of image 'img'". */
+static int refuse_clones(const struct qvm_pool *pool, const char *what, char **names, size_t n,
+                         struct qvm_error *err)
+{
+    char *list = describe_clones(pool, names, n);
+    int r = qvm_err(err, EBUSY, "%s cannot be removed: %zu VM disk%s %s cloned from it (%s); "
+                    "remove %s first", what, n, n == 1 ? "" : "s", n == 1 ? "is" : "are", list,
+                    n == 1 ? "that VM" : "those VMs");
+    free(list);
+    return r;
+}
+
+/* Destroys DATASET (an image's dataset, or one version's snapshot) unless
+ * clones of ORIGIN@VERSION (VERSION NULL: of any snapshot of ORIGIN) exist:
+ * `zfs get -Hp -r -o name,property,value origin tank/qvm` lists every
+ * dataset's origin (sample in qvm_zfs_parse_get), so the clones are found
+ * and named before anything is destroyed; zfs's own refusal names clones
+ * outside the pool's dataset. Missing is success. */
+static int destroy_unless_cloned(const struct qvm_pool *pool, const char *dataset,
+                                 const char *origin, const char *version, const char *what,
+                                 struct qvm_error *err)
+{
+    const char *const top[] = { pool->dataset, NULL };
+    struct qvm_zfs_rows rows;
+    size_t n = 0;
+    char **clones = NULL, *zfs_err = NULL;
+    enum qvm_zfs_failure fail = QVM_ZFS_FAIL_OTHER;
+    int r = zfs_get("origin", top, true, &rows, NULL, err);
+    if (r == 0) {
+        clones = qvm_zfs_clones_of(&rows, origin, version, &n);
+        qvm_zfs_rows_release(&rows);
+    }
+    if (r == 0 && n)
+        r = refuse_clones(pool, what, clones, n, err);
+    qvm_zfs_strv_free(clones, n);
+    if (r == 0)
+        r = zfs_destroy(dataset, !version, &fail, &zfs_err, err);
+    if (r < 0 && fail == QVM_ZFS_FAIL_DEPENDENTS) {
+        clones = qvm_zfs_parse_dependents(zfs_err, &n);
+        if (n)
+            r = refuse_clones(pool, what, clones, n, err);
+        qvm_zfs_strv_free(clones, n);
+    }
+    free(zfs_err);
+    return r;
+}
+
+static int zfs_image_destroy(const struct qvm_pool *pool, const char *image, struct qvm_error *err)
+{
+    char *ds = image_ds(pool, image);
+    char *data = image_data_ds(pool, image);
+    char *what = xasprintf("image '%s'", image);
+    int r = destroy_unless_cloned(pool, ds, data, NULL, what, err);
+    free(what);
+    free(data);
+    free(ds);
+    return r;
+}
+
+static int zfs_version_destroy(const struct qvm_pool *pool, const char *image, const char *version,
+                               struct qvm_error *err)
+{
+    char *data = image_data_ds(pool, image);
+    char *snap = xasprintf("%s@%s", data, version);
+    char *what = xasprintf("version %s of image '%s'", version, image);
+    int r = destroy_unless_cloned(pool, snap, data, version, what, err);
+    free(what);
+    free(snap);
+    free(data);
+    return r;
+}
+
+/* --------------------------------------------------------------- disks */
+
+static int zfs_disk_locate(const struct qvm_pool *pool, const char *vm, const char *disk,
+                           struct qvm_disk_info *ret, struct qvm_error *err)
+{
+    memset(ret, 0, sizeof *ret);
+    if (is_zvol(pool)) {
+        char *ds = disk_ds(pool, vm, disk);
+        ret->path = zvol_dev(ds);
+        ret->is_block = true;
+        free(ds);
+    } else {
+        ret->path = disk_file(pool, vm, disk);
+    }
+    ret->format = xstrdup("raw");
+    return 0;
+}
+
+/* Grows the clone TARGET to SIZE bytes (it is BASE bytes): the raw file of
+ * a dataset clone with truncate(2), a zvol with volsize. */
+static int grow_clone(const struct qvm_pool *pool, const char *vm, const char *disk,
+                      const char *target, uint64_t base, uint64_t size, struct qvm_error *err)
+{
+    if (is_zvol(pool)) {
+        int r = 0;
+        if (size > base)
+            r = zfs_simple(qvm_zfs_argv_set_volsize(target, size), NULL, err);
+        char *dev = zvol_dev(target);
+        if (r == 0)
+            r = wait_for_device(dev, err);
+        free(dev);
+        return r;
+    }
+    char *path = disk_file(pool, vm, disk);
+    struct stat st;
+    int r = 0;
+    if (stat(path, &st) < 0)
+        r = qvm_err_errno(err, errno, "the clone %s has no %s (is it mounted?)", target, path);
+    else if ((uint64_t)st.st_size < size && truncate(path, (off_t)size) < 0)
+        r = qvm_err_errno(err, errno, "cannot grow %s to %llu bytes", path,
+                          (unsigned long long)size);
+    free(path);
+    return r;
+}
+
+static int zfs_disk_clone(const struct qvm_pool *pool, const char *image, const char *version,
+                          const char *vm, const char *disk, uint64_t size,
+                          const struct qvm_prop *props, size_t nprops,
+                          struct qvm_disk_info *ret, struct qvm_error *err)
+{
+    for (size_t i = 0; i < nprops; i++) {
+        int r = qvm_zfs_prop_check(&props[i], err);
+        if (r < 0)
+            return qvm_err_wrap(err, "disk.zvol");
+    }
+    struct qvm_disk_info base;
+    int r = zfs_version_info(pool, image, version, &base, err);
+    if (r < 0)
+        return r;
+    if (size == 0)
+        size = base.virtual_size;
+    if (size < base.virtual_size) {
+        r = qvm_err(err, EINVAL, "disk size %llu bytes is smaller than image '%s@%s' (%llu bytes)",
+                    (unsigned long long)size, image, version,
+                    (unsigned long long)base.virtual_size);
+        qvm_disk_info_release(&base);
+        return r;
+    }
+    if (is_zvol(pool))
+        size = qvm_zfs_volsize(size);
+    char *data = image_data_ds(pool, image);
+    char *snap = xasprintf("%s@%s", data, version);
+    char *target = disk_ds(pool, vm, disk);
+    enum qvm_zfs_failure fail;
+    r = zfs_simple(qvm_zfs_argv_clone(snap, target, props, nprops), &fail, err);
+    if (r < 0 && fail == QVM_ZFS_FAIL_EXISTS)
+        r = qvm_err(err, EEXIST, "VM '%s' already has a disk %s", vm, target);
+    if (r == 0) {
+        r = grow_clone(pool, vm, disk, target, base.virtual_size, size, err);
+        /* The clone is ours: never leave half a disk. */
+        struct qvm_error e = { 0 };
+        if (r < 0 && zfs_destroy(target, true, NULL, NULL, &e) < 0)
+            qvm_err_wrap(err, "%s; also", e.msg);
+    }
+    if (r < 0) {
+        qvm_err_wrap(err, "cannot clone image '%s@%s' for VM '%s'", image, version, vm);
+    } else {
+        zfs_disk_locate(pool, vm, disk, ret, NULL);
+        ret->virtual_size = size;
+    }
+    free(target);
+    free(snap);
+    free(data);
+    qvm_disk_info_release(&base);
+    return r;
+}
+
+/* `qvm image commit` (seed 001's administration step): the stopped VM's
+ * disk is copied, sparse, into the image exactly as an import is - written
+ * beside the image's metadata, then snapshotted - so the version exists
+ * whole or not at all. (A zfs send of the clone into the image's dataset
+ * would share blocks, but needs the image's live dataset rolled back to
+ * the clone's origin, losing image.json changes; a copy has no such
+ * coupling.) */
+static int zfs_version_from_disk(const struct qvm_pool *pool, const char *image,
+                                 const char *version, const char *vm, const char *disk,
+                                 struct qvm_ui *ui, struct qvm_error *err)
+{
+    struct qvm_disk_info d;
+    zfs_disk_locate(pool, vm, disk, &d, NULL);
+    int r = zfs_version_import(pool, image, version, d.path, "raw", ui, err);
+    if (r < 0)
+        qvm_err_wrap(err, "cannot make %s@%s from the disk of VM '%s'", image, version, vm);
+    qvm_disk_info_release(&d);
+    return r;
+}
+
+static int zfs_vm_destroy(const struct qvm_pool *pool, const char *vm, struct qvm_error *err)
+{
+    char *ds = vm_ds(pool, vm);
+    int r = zfs_destroy(ds, true, NULL, NULL, err);
+    free(ds);
+    return r;
+}
+
+const struct qvm_storage_driver qvm_storage_zfs = {
+    .name = "zfs",
+    .pool_open = zfs_pool_open,
+    .pool_init = zfs_pool_init,
+    .image_dir = zfs_image_dir,
+    .vm_dir = zfs_vm_dir,
+    .image_create = zfs_image_create,
+    .version_import = zfs_version_import,
+    .version_info = zfs_version_info,
+    .image_destroy = zfs_image_destroy,
+    .version_from_disk = zfs_version_from_disk,
+    .version_destroy = zfs_version_destroy,
+    .vm_create = zfs_vm_create,
+    .disk_locate = zfs_disk_locate,
+    .disk_clone = zfs_disk_clone,
+    .clone_properties = true,
+    .vm_destroy = zfs_vm_destroy,
+};
