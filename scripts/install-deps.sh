@@ -6,10 +6,10 @@ if [ "$(id -u)" != 0 ]; then
     echo "install-deps: run as root (apt-get)" >&2
     exit 1
 fi
-build=(meson ninja-build pkg-config gcc libyaml-dev libjson-c-dev libarchive-dev)
+build=(meson ninja-build pkg-config gcc libyaml-dev libjson-c-dev libarchive-dev libssl-dev)
 run=(qemu-system-x86 qemu-utils)
 test=(mmdebstrap extlinux syslinux-common e2fsprogs fdisk util-linux valgrind
-      clang libclang-rt-14-dev)
+      clang libclang-rt-14-dev btrfs-progs xfsprogs zfs-fuse)
 bench=(hyperfine virtinst libvirt-daemon-system)
 want=("${build[@]}" "${run[@]}" "${test[@]}")
 [ "${QVM_WITH_BENCH:-0}" = 1 ] && want+=("${bench[@]}")
