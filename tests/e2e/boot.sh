@@ -1,12 +1,25 @@
 #!/usr/bin/env bash
 # End to end, against the real thing: build (or reuse) a real Debian 12 cloud
-# image, import it, provision examples/hello.yaml on the default dir pool
-# with QEMU, wait for cloud-init, check each effect of the user-data inside
-# the guest through the guest agent and the serial log, stop the VM with an
-# ACPI power-down, remove it, and check that nothing is left behind.
+# image, import it, provision examples/hello.yaml on the default pool (dir,
+# or QVM_E2E_POOL's) with QEMU, wait for cloud-init, check each effect of the
+# user-data inside the guest through the guest agent and the serial log, stop
+# the VM with an ACPI power-down, remove it, and check that nothing is left
+# behind.
 source "$(dirname "$0")/../lib.sh"
 new_root
 trap cleanup_root EXIT
+# QVM_E2E_POOL=btrfs|zfs (tests/e2e/boot-NAME.sh): the same run on a fresh
+# pool of that driver (tests/pools/NAME.sh), made the default pool; what is
+# in it (NAME_pool_state, where the library has one) joins the before/after
+# state checks.
+pool_state() { :; }
+if [ -n "${QVM_E2E_POOL:-}" ]; then
+    source "$top/tests/pools/$QVM_E2E_POOL.sh"
+    "make_${QVM_E2E_POOL}_pool" e2e 4096 --default || { done_testing; exit; }
+    if declare -F "${QVM_E2E_POOL}_pool_state" >/dev/null; then
+        pool_state() { "${QVM_E2E_POOL}_pool_state"; }
+    fi
+fi
 
 img=$(cloud_image)
 if [ -z "$img" ]; then
@@ -20,7 +33,7 @@ fi
 
 run_qvm image import debian12 "$img"
 if [ "$rc" = 0 ]; then ok "image import of the cloud image"; else not_ok "image import"; echo "$err" | diag; fi
-before=$(state_snapshot)
+before=$(state_snapshot; pool_state)
 
 start=$(date +%s%N)
 run_qvm up "$top/examples/hello.yaml"
@@ -67,7 +80,8 @@ run_qvm exec hello -- cat /var/lib/cloud/data/instance-id
 run_qvm exec hello -- sh -c 'exit 7'
 [ "$rc" = 7 ] && ok "qvm exec passes the guest exit status through" || not_ok "exec exit status ($rc)"
 
-log=$QVM_ROOT/var/lib/qvm/pools/default/vms/hello/console.log
+pool_dir=$("$QVM" pool ls --json | python3 -c 'import json,sys; print([p["mountpoint"] for p in json.load(sys.stdin) if p["default"]][0])')
+log=$pool_dir/vms/hello/console.log
 grep -qE "Cloud-init v\. .* finished" "$log" && ok "serial log shows cloud-init finished" ||
     not_ok "serial console log lacks cloud-init's final message"
 
@@ -86,7 +100,7 @@ fi
 
 run_qvm rm hello
 [ "$rc" = 0 ] && ok "qvm rm hello" || { not_ok "rm"; echo "$err" | diag; }
-after=$(state_snapshot)
+after=$(state_snapshot; pool_state)
 if [ "$before" = "$after" ]; then ok "state after rm is exactly as before up"; else
     not_ok "state differs after rm"; diff <(echo "$before") <(echo "$after") | diag; fi
 [ -z "$(ls -A "$QVM_ROOT/run/qvm/vms" 2>/dev/null)" ] && ok "no runtime files left" || not_ok "runtime files left"

@@ -259,6 +259,8 @@ static void test_parsers(void)
         { "cannot create 'zxp/qvm/vms/a': dataset already exists\n", QVM_ZFS_FAIL_EXISTS },
         { "cannot create snapshot 'zxp/qvm/images/img@v1': dataset already exists\n", QVM_ZFS_FAIL_EXISTS },
         { "cannot destroy 'zxp/qvm/vms/b': dataset is busy\n", QVM_ZFS_FAIL_BUSY },
+        { "umount: /t/qvm/vms/a/disk0: target is busy.\ncannot unmount '/t/qvm/vms/a/disk0': "
+          "umount failed: umount child process failed\n", QVM_ZFS_FAIL_BUSY },
         { "cannot destroy 'zxp/qvm/images/img': filesystem has dependent clones\n"
           "use '-R' to destroy the following datasets:\nzxp/qvm/vms/a/disk0\n", QVM_ZFS_FAIL_DEPENDENTS },
         { "cannot destroy 'zxp/qvm/images/img@v1': snapshot has dependent clones\n", QVM_ZFS_FAIL_DEPENDENTS },
@@ -275,7 +277,7 @@ static void test_parsers(void)
               (int)errs[i].f);
     CHECK(qvm_zfs_classify(NULL) == QVM_ZFS_FAIL_OTHER, "no stderr: other");
 
-    c = qvm_zfs_parse_dependents(errs[4].s, &n);
+    c = qvm_zfs_parse_dependents(errs[5].s, &n);
     CHECK(n == 1 && !strcmp(c[0], "zxp/qvm/vms/a/disk0"), "dependent clones named by zfs destroy");
     qvm_zfs_strv_free(c, n);
     c = qvm_zfs_parse_dependents("cannot destroy 'a': filesystem has dependent clones\n"

@@ -155,12 +155,13 @@ static int validate(struct qvm_ctx *ctx, struct qvm_vm_spec *spec, const struct 
 }
 
 static void print_plan(struct qvm_ctx *ctx, const struct qvm_vm *vm, const struct qvm_disk_info *base,
-                       const char *accel, const struct qvm_up_opts *opts)
+                       const char *pool_driver, const char *accel, const struct qvm_up_opts *opts)
 {
     qvm_say(ctx->ui, "Dry run: the qvm file is valid; nothing was changed. qvm up would:");
     qvm_say(ctx->ui, "  create bundle %s", vm->bundle_dir);
-    qvm_say(ctx->ui, "  clone %s@%s (%s, %.2f GiB) as %s (qcow2 overlay, %.2f GiB)", vm->image,
-            vm->version, base->format, gib(base->virtual_size), vm->disk_path, gib(vm->disk_size));
+    qvm_say(ctx->ui, "  clone %s@%s (%.2f GiB) in %s pool '%s' as %s (%s%s, %.2f GiB)", vm->image,
+            vm->version, gib(base->virtual_size), pool_driver, vm->pool, vm->disk_path,
+            vm->disk_format, vm->disk_is_block ? " block device" : "", gib(vm->disk_size));
     qvm_say(ctx->ui, "  write the NoCloud seed %s (instance-id %s, hostname %s%s)", vm->seed_path,
             vm->spec.instance_id, vm->spec.hostname,
             vm->spec.network_config ? ", with network-config" : "");
@@ -225,7 +226,7 @@ int qvm_up(struct qvm_ctx *ctx, const char *file, const struct qvm_up_opts *opts
     if (r < 0)
         goto out;
     if (opts->dry_run) {
-        print_plan(ctx, &vm, &base, accel, opts);
+        print_plan(ctx, &vm, &base, pool.driver->name, accel, opts);
         goto out;
     }
 

@@ -4,7 +4,8 @@
  *
  *   POOL/images/NAME/              subvolume: image.json (core/); disk.raw
  *                                  while a version is being imported
- *   POOL/images/.versions/NAME/vN  read-only snapshot of images/NAME: vN/disk.raw
+ *   POOL/images/.versions/NAME/vN  read-only snapshot of images/NAME (import)
+ *                                  or of a VM's disk (image commit): vN/disk.raw
  *   POOL/vms/VM/                   subvolume: vm.json, vm.yaml, seed.iso, ...
  *   POOL/vms/VM/DISK/              writable snapshot of a version: DISK/disk.raw,
  *                                  grown (sparse) to the VM's disk size
@@ -387,7 +388,7 @@ static int btrfs_image_create(const struct qvm_pool *pool, const char *image,
  * inherit it: no data checksums, irreversibly, on the image all VMs share
  * and on their disks. What it buys, measured on a 6 GiB loop-mounted Btrfs
  * (1 GiB image, 512 MiB of it data; 20000 random 4 KiB pwrites into a
- * clone, fdatasync every 64; three runs each way, both orders):
+ * clone, fdatasync every 64; four runs, CoW first and No_COW first):
  *   first writes after the snapshot   CoW 1.2-2.6 s   No_COW 1.6-2.5 s
  *   rewrites of the same blocks       CoW 1.3-2.3 s   No_COW 0.5-0.6 s
  *   import (qemu-img convert)         CoW 0.9-3.4 s   No_COW 1.3-3.3 s

@@ -383,6 +383,8 @@ int qvm_zfs_parse_size(const char *value, uint64_t *ret)
  *   cannot create 'tank/qvm/vms/a': dataset already exists
  *   cannot create snapshot 'tank/qvm/images/img@v1': dataset already exists
  *   cannot destroy 'tank/qvm/vms/b': dataset is busy
+ *   umount: /tank/qvm/vms/a/disk0: target is busy.
+ *   cannot unmount '/tank/qvm/vms/a/disk0': umount failed: umount child process failed
  *   cannot destroy 'tank/qvm/images/img': filesystem has dependent clones
  *   use '-R' to destroy the following datasets:
  *   tank/qvm/vms/a/disk0
@@ -406,7 +408,8 @@ enum qvm_zfs_failure qvm_zfs_classify(const char *s)
         return QVM_ZFS_FAIL_NOT_IMPLEMENTED;
     if (strstr(s, "has dependent clones"))
         return QVM_ZFS_FAIL_DEPENDENTS;
-    if (strstr(s, "dataset is busy"))
+    if (strstr(s, "dataset is busy") || strstr(s, "target is busy") ||
+        strstr(s, "Device or resource busy"))
         return QVM_ZFS_FAIL_BUSY;
     if (strstr(s, "dataset does not exist"))
         return QVM_ZFS_FAIL_MISSING;
@@ -568,9 +571,11 @@ static int zfs_exists(const char *dataset, struct qvm_error *err)
 /* Destroys DATASET (with -r its children and snapshots); missing is
  * success. zfs-fuse unmounts asynchronously: a destroy right after a create
  * or a clone (a rollback) first fails with "dataset is busy" and succeeds on
- * the next try (one retry after 50 ms, measured), so busy is retried for
- * 5 s; a dataset that stays busy (a process holds a file in it) is
- * reported. RET_ERR (optional) receives zfs's stderr. */
+ * the next try (one retry after 50 ms, measured); and a file QEMU held open
+ * until it was SIGKILLed a moment ago keeps the unmount busy ("target is
+ * busy") for a while. So busy is retried for 5 s; a dataset that stays busy
+ * (a live process holds a file in it) is reported. RET_ERR (optional)
+ * receives zfs's stderr. */
 static int zfs_destroy(const char *dataset, bool recursive, enum qvm_zfs_failure *ret_fail,
                        char **ret_err, struct qvm_error *err)
 {
