@@ -62,6 +62,17 @@ static void test_argv(void)
                "per path, spaces and all");
     CHECK_STR(argv[7], "/src/a b.raw", "a path with a space stays one argument");
 
+    n = qvm_btrfs_argv_send(argv, "/p/images/.versions/deb/v1", NULL);
+    check_argv(argv, n, "btrfs send /p/images/.versions/deb/v1", "send, whole");
+
+    n = qvm_btrfs_argv_send(argv, "/p/images/.versions/deb/v2", "/p/images/.versions/deb/v1");
+    check_argv(argv, n, "btrfs send -p /p/images/.versions/deb/v1 /p/images/.versions/deb/v2",
+               "send, the changes since a base version");
+
+    n = qvm_btrfs_argv_receive(argv, "/p/images/.versions/deb/v2.receiving");
+    check_argv(argv, n, "btrfs receive -e /p/images/.versions/deb/v2.receiving",
+               "receive into the staging directory, ending at the stream's end command");
+
     /* The longest command fits with room to spare. */
     n = qvm_btrfs_argv_convert(argv, "s", "raw", "d", true);
     CHECK(n + 1 <= QVM_BTRFS_ARGV_MAX, "QVM_BTRFS_ARGV_MAX holds the longest argv (%zu)", n + 1);

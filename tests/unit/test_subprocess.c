@@ -404,6 +404,48 @@ static void test_stdin(void)
     close(p[0]);
 }
 
+/* use_stdout_fd: the child writes straight into a given fd (btrfs send into
+ * a stream's pipe), uncapped; stderr is still captured for the message. */
+static void test_stdout_fd(void)
+{
+    struct qvm_run_result res;
+    struct qvm_error err = { 0 };
+    int p[2];
+    CHECK(pipe2(p, O_CLOEXEC) == 0, "pipe");
+    struct qvm_run_opts o = { .timeout_ms = 5000, .use_stdout_fd = true, .stdout_fd = p[1] };
+    int r = sh("printf 'into the pipe'; echo 'on stderr' >&2", &o, &res, &err);
+    CHECK(r == 0, "a child with a given stdout fd runs (%s)", err.msg);
+    CHECK(res.out && res.out_len == 0, "nothing is captured from stdout");
+    CHECK_STR(res.err, "on stderr\n", "stderr is still captured");
+    qvm_run_result_release(&res);
+    CHECK(write(p[1], "|ours", 5) == 5, "the given fd stays open in the parent");
+    close(p[1]);
+    char buf[64] = { 0 };
+    ssize_t n = read(p[0], buf, sizeof buf - 1);
+    CHECK(n == 18 && strcmp(buf, "into the pipe|ours") == 0, "the output went into the fd (%s)",
+          buf);
+    close(p[0]);
+
+    /* More than max_output, into a file: nothing is cut. */
+    char tmpl[] = "/tmp/qvm-test-stdout-XXXXXX";
+    int fd = mkstemp(tmpl);
+    CHECK(fd >= 0, "temp file");
+    o.stdout_fd = fd;
+    o.max_output = 1000;
+    r = sh("head -c 3000000 /dev/zero", &o, NULL, &err);
+    CHECK(r == 0 && lseek(fd, 0, SEEK_END) == 3000000, "3 MB written whole past max_output");
+
+    /* A failure is reported with stderr's last line, as always. */
+    qvm_err_clear(&err);
+    r = sh("printf partial; echo 'no space left' >&2; exit 4", &o, NULL, &err);
+    CHECK(r == -EIO, "a failing writer gives -EIO");
+    CHECK_STR(err.msg, "/bin/sh failed (exit status 4): no space left",
+              "the message carries stderr");
+    close(fd);
+    unlink(tmpl);
+    CHECK(no_children(), "every child reaped");
+}
+
 static void test_chatty(void)
 {
     struct qvm_run_result res;
@@ -507,6 +549,7 @@ int main(void)
     test_env();
     test_fds();
     test_stdin();
+    test_stdout_fd();
     test_chatty();
     test_argv_to_string();
     test_last_line();

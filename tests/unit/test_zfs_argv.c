@@ -424,6 +424,11 @@ static void test_pool_open(void)
     CHECK(qvm_pool_open("t", "zfs", NULL, "tank/qvm", NULL, &pool, &err) == -EINVAL &&
           strstr(err.msg, "has no mountpoint (mountpoint=legacy)"), "legacy mountpoint: %s", err.msg);
     fake_reset();
+    reply(1, "rpool/ROOT\ttype\tfilesystem\nrpool/ROOT\tmountpoint\t/\nrpool/ROOT\tmounted\tyes\n",
+          NULL, 0);
+    CHECK(qvm_pool_open("t", "zfs", NULL, "rpool/ROOT", NULL, &pool, &err) == -EINVAL &&
+          strstr(err.msg, "is mounted at /; give qvm a dataset of its own"), "root dataset: %s", err.msg);
+    fake_reset();
     reply(1, "garbage\n", NULL, 0);
     CHECK(qvm_pool_open("t", "zfs", NULL, "tank/qvm", NULL, &pool, &err) == -EINVAL &&
           strstr(err.msg, "unexpected output from zfs get"), "garbage: %s", err.msg);
@@ -469,6 +474,14 @@ static void test_dataset_mode(void)
           !strcmp(info.path, "/tank/qvm/vms/web/disk0/disk.raw") && !strcmp(info.format, "raw") &&
           !info.is_block, "disk_locate: the raw file in the clone, not a block device");
     qvm_disk_info_release(&info);
+    static const char *const taken[] = { "vm.json", "vm.yaml", "seed.iso", "console.log",
+                                         "vm.json.removed", "seed.iso.tmp.1" };
+    for (size_t i = 0; i < sizeof taken / sizeof taken[0]; i++)
+        CHECK(d->disk_locate(&pool, "web", taken[i], &info, &err) == -EINVAL &&
+              strstr(err.msg, "is taken by qvm's own files"), "disk name '%s' is refused: %s",
+              taken[i], err.msg);
+    CHECK(d->disk_clone(&pool, "deb", "v1", "web", "seed.iso", 0, NULL, 0, &info, &err) == -EINVAL,
+          "disk_clone refuses a reserved disk name too");
     CHECK_LOG("", "image_dir, vm_dir and disk_locate run nothing");
 
     CHECK(d->image_create(&pool, "deb", &err) == 0, "image_create");
@@ -600,6 +613,9 @@ static void test_zvol_mode(const char *src)
     CHECK(d->disk_locate(&pool, "web", "disk0", &info, &err) == 0 &&
           !strcmp(info.path, "/dev/zvol/tank/qvm/vms/web/disk0") && !strcmp(info.format, "raw") &&
           info.is_block, "zvol disk_locate: the zvol's block device, raw");
+    qvm_disk_info_release(&info);
+    CHECK(d->disk_locate(&pool, "web", "seed.iso", &info, &err) == 0,
+          "zvol disk_locate: a zvol covers no file, any disk name goes");
     qvm_disk_info_release(&info);
 
     CHECK(d->image_create(&pool, "deb", &err) == 0, "zvol image_create");

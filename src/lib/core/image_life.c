@@ -137,8 +137,11 @@ static int reap_version(struct qvm_ctx *ctx, struct held_image *h, struct qvm_im
      * version entry, which doctor reports; never an entry without data. */
     v->removed = true;
     r = qvm_image_save(&h->pool, &h->img, err);
-    if (r == 0)
-        r = h->pool.driver->version_destroy(&h->pool, h->img.name, v->name, err);
+    if (r == 0 && h->pool.driver->version_destroy(&h->pool, h->img.name, v->name, err) < 0) {
+        r = -err->code;
+        v->removed = false;             /* the data is still there */
+        qvm_image_save(&h->pool, &h->img, NULL);
+    }
     if (r == 0)
         qvm_say(ctx->ui, "Retired version %s@%s had no VMs left: its space is freed", h->img.name,
                 v->name);
@@ -205,12 +208,21 @@ int qvm_image_remove(struct qvm_ctx *ctx, const char *pool, const char *ref,
             r = qvm_err(err, ENOTSUP, "pool '%s' (%s) removes versions only with their image",
                         h.pool.name, h.pool.driver->name);
         } else {
+            char *old_state = h.ver->state;
             h.ver->removed = true;
-            free(h.ver->state);
             h.ver->state = xstrdup("retired");
             r = qvm_image_save(&h.pool, &h.img, err);
-            if (r == 0)
-                r = h.pool.driver->version_destroy(&h.pool, h.img.name, h.ver->name, err);
+            if (r == 0 && h.pool.driver->version_destroy(&h.pool, h.img.name, h.ver->name, err) < 0) {
+                /* The driver refused (a clone outside qvm): the version stays,
+                 * and so must its entry. */
+                r = -err->code;
+                free(h.ver->state);
+                h.ver->state = old_state;
+                old_state = NULL;
+                h.ver->removed = false;
+                qvm_image_save(&h.pool, &h.img, NULL);
+            }
+            free(old_state);
             if (r == 0)
                 qvm_say(ctx->ui, "Version %s@%s removed", h.img.name, h.ver->name);
         }

@@ -9,12 +9,20 @@
  *   POOL/vms/VM/                   subvolume: vm.json, vm.yaml, seed.iso, ...
  *   POOL/vms/VM/DISK/              writable snapshot of a version: DISK/disk.raw,
  *                                  grown (sparse) to the VM's disk size
+ *   POOL/images/.versions/NAME/vN.receiving/vN
+ *                                  a version while btrfs receive makes it
  *
- * Subvolumes are created, snapshotted and deleted by btrfs(8) (the command
- * lines come from the builders of btrfs.h, checked by
- * tests/unit/test_btrfs_argv.c). No btrfs output is parsed: a directory is
- * a subvolume when its inode number is 256 (BTRFS_FIRST_FREE_OBJECTID), the
- * test btrfs-progs itself uses.
+ * Streams are btrfs send streams ("btrfs-send-1"): btrfs send of the
+ * version's snapshot (-p the base for the changes since it); btrfs receive
+ * into the staging directory, then the checked subvolume renamed into place.
+ *
+ * Subvolumes are created, snapshotted, deleted, sent and received by
+ * btrfs(8) (the command lines come from the builders of btrfs.h, checked
+ * by tests/unit/test_btrfs_argv.c). No btrfs output is parsed: a directory
+ * is a subvolume when its inode number is 256 (BTRFS_FIRST_FREE_OBJECTID),
+ * the test btrfs-progs itself uses, and a received subvolume's read-only
+ * flag and received UUID are read (and the flag set) with the ioctls
+ * btrfs property and btrfs subvolume show use.
  *
  * This file owns nothing outside the pool's directory and never touches
  * files core/ writes except to delete them with their subvolume. */
@@ -24,11 +32,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/btrfs.h>
 #include <linux/btrfs_tree.h>
 #include <linux/magic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/sysmacros.h>
@@ -44,6 +54,9 @@
  * transaction commit: on a slow or busy disk either can take a while. */
 #define BTRFS_TIMEOUT_MS (10 * 60 * 1000)
 #define CONVERT_TIMEOUT_MS (60 * 60 * 1000)
+/* A stream goes at the pace of its other end (a large image over a slow
+ * link): this only ends a transfer whose peer stopped for good. */
+#define STREAM_TIMEOUT_MS (24 * 60 * 60 * 1000)
 /* Subvolumes nested deeper than this inside a bundle are not ours. */
 #define MAX_DEPTH 8
 
@@ -88,6 +101,31 @@ size_t qvm_btrfs_argv_subvol_delete(const char **argv, const char *path, bool co
     return n;
 }
 
+size_t qvm_btrfs_argv_send(const char **argv, const char *snapshot, const char *parent)
+{
+    size_t n = 0;
+    argv[n++] = "btrfs";
+    argv[n++] = "send";
+    if (parent) {
+        argv[n++] = "-p";
+        argv[n++] = parent;
+    }
+    argv[n++] = snapshot;
+    argv[n] = NULL;
+    return n;
+}
+
+size_t qvm_btrfs_argv_receive(const char **argv, const char *dir)
+{
+    size_t n = 0;
+    argv[n++] = "btrfs";
+    argv[n++] = "receive";
+    argv[n++] = "-e";
+    argv[n++] = dir;
+    argv[n] = NULL;
+    return n;
+}
+
 size_t qvm_btrfs_argv_convert(const char **argv, const char *src, const char *src_format,
                               const char *dst, bool progress)
 {
@@ -107,13 +145,19 @@ size_t qvm_btrfs_argv_convert(const char **argv, const char *src, const char *sr
 
 /* --- helpers --------------------------------------------------------------- */
 
-static int run_btrfs(const char **argv, struct qvm_error *err)
+static int run_btrfs_opts(const char **argv, const struct qvm_run_opts *opts,
+                          struct qvm_error *err)
 {
-    struct qvm_run_opts opts = { .timeout_ms = BTRFS_TIMEOUT_MS };
-    int r = qvm_run(argv, &opts, NULL, err);
+    int r = qvm_run(argv, opts, NULL, err);
     if (r == -ENOENT)
         return qvm_err(err, ENOENT, "btrfs not found; install the btrfs-progs package");
     return r;
+}
+
+static int run_btrfs(const char **argv, struct qvm_error *err)
+{
+    struct qvm_run_opts opts = { .timeout_ms = BTRFS_TIMEOUT_MS };
+    return run_btrfs_opts(argv, &opts, err);
 }
 
 /* Commits the running transaction of the file system holding PATH's parent
@@ -348,6 +392,14 @@ static char *version_snapshot(const struct qvm_pool *pool, const char *image, co
     return xasprintf("%s/images/.versions/%s/%s", pool->path, image, version);
 }
 
+/* Where a version is received: a plain directory of its own, so that what
+ * btrfs receive makes can be checked (and deleted) before it is a version.
+ * Not a version name (".receiving"), so never mistaken for one. */
+static char *receive_staging(const struct qvm_pool *pool, const char *image, const char *version)
+{
+    return xasprintf("%s/images/.versions/%s/%s.receiving", pool->path, image, version);
+}
+
 /* Creates subvolume PARENT/NAME (PARENT made if missing); -EEXIST if
  * anything is there. If btrfs fails after all, whatever it made goes. */
 static int make_subvolume(const char *parent, const char *path, const char *what,
@@ -536,16 +588,241 @@ static int btrfs_version_from_disk(const struct qvm_pool *pool, const char *imag
     return r;
 }
 
+/* btrfs send writes straight into OUT_FD (core's pipe); its stderr is kept
+ * for the message. The base must be a version of the same image: btrfs
+ * send -p only needs it read-only and on this file system, and the other
+ * side finds its copy of it by the UUID it was received with. */
+static int btrfs_version_send(const struct qvm_pool *pool, const char *image, const char *version,
+                              const char *from, int out_fd, struct qvm_error *err)
+{
+    char *snap = version_snapshot(pool, image, version);
+    char *base = from ? version_snapshot(pool, image, from) : NULL;
+    int r = 0;
+    if (is_subvolume(snap, NULL) != 1)
+        r = qvm_err(err, ENOENT, "image '%s' has no version %s", image, version);
+    else if (base && is_subvolume(base, NULL) != 1)
+        r = qvm_err(err, ENOENT, "image '%s' has no version %s to send the changes from", image,
+                    from);
+    if (r == 0) {
+        const char *argv[QVM_BTRFS_ARGV_MAX];
+        qvm_btrfs_argv_send(argv, snap, base);
+        struct qvm_run_opts opts = { .timeout_ms = STREAM_TIMEOUT_MS, .use_stdout_fd = true,
+                                     .stdout_fd = out_fd };
+        r = run_btrfs_opts(argv, &opts, err);
+        if (r < 0)
+            qvm_err_wrap(err, "cannot send version %s of image '%s'", version, image);
+    }
+    free(snap);
+    free(base);
+    return r;
+}
+
+static int get_readonly(int fd, const char *path, bool *ret, struct qvm_error *err)
+{
+    uint64_t flags = 0;
+    if (ioctl(fd, BTRFS_IOC_SUBVOL_GETFLAGS, &flags) < 0)
+        return qvm_err_errno(err, errno, "cannot read the flags of subvolume %s", path);
+    *ret = flags & BTRFS_SUBVOL_RDONLY;
+    return 0;
+}
+
+static int set_readonly(int fd, const char *path, bool readonly, struct qvm_error *err)
+{
+    uint64_t flags = 0;
+    if (ioctl(fd, BTRFS_IOC_SUBVOL_GETFLAGS, &flags) < 0)
+        return qvm_err_errno(err, errno, "cannot read the flags of subvolume %s", path);
+    flags = readonly ? flags | BTRFS_SUBVOL_RDONLY : flags & ~(uint64_t)BTRFS_SUBVOL_RDONLY;
+    if (ioctl(fd, BTRFS_IOC_SUBVOL_SETFLAGS, &flags) < 0)
+        return qvm_err_errno(err, errno, "cannot make subvolume %s %s", path,
+                             readonly ? "read-only" : "writable");
+    return 0;
+}
+
+/* The UUID btrfs receive gave the subvolume open as FD: the sender's
+ * snapshot's, by which a later incremental receive finds its base. All
+ * zeroes if the subvolume was not received (or not whole). */
+static int get_received_uuid(int fd, const char *path, uint8_t uuid[BTRFS_UUID_SIZE],
+                             struct qvm_error *err)
+{
+    struct btrfs_ioctl_get_subvol_info_args info;
+    memset(&info, 0, sizeof info);
+    if (ioctl(fd, BTRFS_IOC_GET_SUBVOL_INFO, &info) < 0)
+        return qvm_err_errno(err, errno, "cannot read subvolume %s", path);
+    memcpy(uuid, info.received_uuid, BTRFS_UUID_SIZE);
+    return 0;
+}
+
+/* The one entry btrfs receive made in STAGE must be subvolume VERSION
+ * (named after the sender's snapshot), finished (btrfs receive sets the
+ * received UUID, then the read-only flag, after the stream's last command)
+ * and holding disk.raw. Leaves it open in *RET_FD. */
+static int check_received(const char *stage, const char *version, int *ret_fd,
+                          struct qvm_error *err)
+{
+    DIR *d = opendir(stage);
+    if (!d)
+        return qvm_err_errno(err, errno, "cannot read %s", stage);
+    char other[256] = "";
+    bool found = false;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        if (!strcmp(de->d_name, version))
+            found = true;
+        else
+            snprintf(other, sizeof other, "%s", de->d_name);
+    }
+    closedir(d);
+    if (other[0])
+        return qvm_err(err, EINVAL, "the stream holds subvolume '%s', not version %s", other,
+                       version);
+    if (!found)
+        return qvm_err(err, EINVAL, "btrfs receive made no subvolume %s", version);
+    char *got = xasprintf("%s/%s", stage, version);
+    int fd = open(got, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    bool ro = false;
+    uint8_t uuid[BTRFS_UUID_SIZE], zero[BTRFS_UUID_SIZE] = { 0 };
+    int r = 0;
+    if (fd < 0)
+        r = qvm_err_errno(err, errno, "cannot open %s", got);
+    else if (fstat(fd, &st) < 0)
+        r = qvm_err_errno(err, errno, "cannot stat %s", got);
+    else if (st.st_ino != BTRFS_FIRST_FREE_OBJECTID)
+        r = qvm_err(err, EINVAL, "the stream made %s, which is not a subvolume", got);
+    if (r == 0)
+        r = get_readonly(fd, got, &ro, err);
+    if (r == 0)
+        r = get_received_uuid(fd, got, uuid, err);
+    if (r == 0 && (!ro || !memcmp(uuid, zero, sizeof uuid)))
+        r = qvm_err(err, EIO, "btrfs receive did not finish %s (it is not read-only with a "
+                    "received UUID)", got);
+    if (r == 0 && (fstatat(fd, "disk.raw", &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode)))
+        r = qvm_err(err, EINVAL, "the received subvolume holds no disk.raw: it is not a qvm "
+                    "image version");
+    if (r < 0 && fd >= 0)
+        close(fd);
+    else
+        *ret_fd = fd;
+    free(got);
+    return r;
+}
+
+/* Renames received subvolume GOT (open as FD) to SNAP, which must not
+ * exist. The kernel refuses (EROFS) to move a read-only subvolume into
+ * another directory, as that rewrites its "..", so the flag is lifted for
+ * the rename alone, through the ioctl: btrfs property set refuses to on a
+ * received subvolume, whose received UUID a writable subvolume may no
+ * longer deserve. Nothing writes to it meanwhile (core/ records the
+ * version only after this returns), and the received UUID is checked to
+ * have survived: later incremental streams find their base by it. */
+static int move_into_place(int fd, const char *got, const char *snap, struct qvm_error *err)
+{
+    uint8_t before[BTRFS_UUID_SIZE], after[BTRFS_UUID_SIZE];
+    bool moved = false;
+    int r = get_received_uuid(fd, got, before, err);
+    if (r == 0)
+        r = set_readonly(fd, got, false, err);
+    if (r == 0) {
+        if (renameat2(AT_FDCWD, got, AT_FDCWD, snap, RENAME_NOREPLACE) == 0)
+            moved = true;
+        else if (errno == EEXIST)
+            r = qvm_err(err, EEXIST, "%s already exists", snap);
+        else
+            r = qvm_err_errno(err, errno, "cannot rename %s to %s", got, snap);
+        /* Read-only again whatever happened: it is a version or garbage. */
+        int r2 = set_readonly(fd, moved ? snap : got, true, r == 0 ? err : NULL);
+        if (r == 0)
+            r = r2;
+    }
+    if (r == 0)
+        r = get_received_uuid(fd, snap, after, err);
+    if (r == 0 && memcmp(before, after, sizeof before) != 0)
+        r = qvm_err(err, EIO, "%s lost its received UUID when it was moved: later incremental "
+                    "streams could not find it", snap);
+    if (r < 0 && moved)
+        destroy_tree(snap, NULL);       /* ours: nothing was there (RENAME_NOREPLACE) */
+    return r;
+}
+
+/* btrfs receive into a staging directory of this version's own (private:
+ * the image lock of core/ keeps every other receive and import of IMAGE
+ * out), then the checked subvolume is renamed into place and the file
+ * system synced: the version exists whole or not at all. A stream cut
+ * short makes btrfs receive fail ("short read", "unexpected EOF") and
+ * leave a partial, writable subvolume behind; that, and anything else it
+ * made, goes with the staging directory. */
+static int btrfs_version_receive(const struct qvm_pool *pool, const char *image,
+                                 const char *version, const char *from, int in_fd,
+                                 struct qvm_error *err)
+{
+    char *vdir = versions_dir(pool, image);
+    char *snap = version_snapshot(pool, image, version);
+    char *base = from ? version_snapshot(pool, image, from) : NULL;
+    char *stage = receive_staging(pool, image, version);
+    char *got = xasprintf("%s/%s", stage, version);
+    struct stat st;
+    int fd = -1;
+    int r = 0;
+    if (lstat(snap, &st) == 0)
+        r = qvm_err(err, EEXIST, "version %s of image '%s' already exists", version, image);
+    else if (errno != ENOENT)
+        r = qvm_err_errno(err, errno, "cannot stat %s", snap);
+    if (r == 0 && base && is_subvolume(base, NULL) != 1)
+        r = qvm_err(err, ENOENT, "image '%s' has no version %s to apply the stream to", image,
+                    from);
+    if (r == 0)
+        r = destroy_tree(stage, err);   /* left by a receive that was killed */
+    if (r == 0)
+        r = qvm_mkdir_p(vdir, 0755, err);
+    if (r == 0 && mkdir(stage, 0700) < 0)
+        r = qvm_err_errno(err, errno, "cannot create %s", stage);
+    if (r == 0) {
+        const char *argv[QVM_BTRFS_ARGV_MAX];
+        qvm_btrfs_argv_receive(argv, stage);
+        struct qvm_run_opts opts = { .timeout_ms = STREAM_TIMEOUT_MS, .use_stdin_fd = true,
+                                     .stdin_fd = in_fd };
+        r = run_btrfs_opts(argv, &opts, err);
+    }
+    if (r == 0)
+        r = check_received(stage, version, &fd, err);
+    if (r == 0)
+        r = move_into_place(fd, got, snap, err);
+    if (fd >= 0)
+        close(fd);
+    /* The data btrfs receive wrote and the rename, on disk before core/
+     * records the version. */
+    if (r == 0 && (r = commit(snap, err)) < 0)
+        destroy_tree(snap, NULL);
+    if (r == 0)
+        rmdir(stage);   /* empty now; if it stays, the next receive or removal of VERSION takes it */
+    if (r < 0) {
+        destroy_tree(stage, NULL);
+        qvm_err_wrap(err, "cannot receive version %s of image '%s'", version, image);
+    }
+    free(vdir);
+    free(snap);
+    free(base);
+    free(stage);
+    free(got);
+    return r;
+}
+
 /* VM disks are snapshots of their own, not dependents: the version's
  * snapshot goes alone. */
 static int btrfs_version_destroy(const struct qvm_pool *pool, const char *image,
                                  const char *version, struct qvm_error *err)
 {
     char *snap = version_snapshot(pool, image, version);
+    char *stage = receive_staging(pool, image, version);
     int r = destroy_tree(snap, err);
+    if (r == 0)
+        r = destroy_tree(stage, err);     /* a receive that was killed */
     if (r < 0)
         qvm_err_wrap(err, "cannot remove version %s of image '%s'", version, image);
     free(snap);
+    free(stage);
     return r;
 }
 
@@ -664,6 +941,9 @@ const struct qvm_storage_driver qvm_storage_btrfs = {
     .version_info = btrfs_version_info,
     .image_destroy = btrfs_image_destroy,
     .version_from_disk = btrfs_version_from_disk,
+    .stream_format = "btrfs-send-1",
+    .version_send = btrfs_version_send,
+    .version_receive = btrfs_version_receive,
     .version_destroy = btrfs_version_destroy,
     .vm_create = btrfs_vm_create,
     .disk_locate = btrfs_disk_locate,

@@ -24,6 +24,15 @@ size_t qvm_btrfs_argv_snapshot(const char **argv, const char *src, const char *d
 /* btrfs subvolume delete [--commit-after] PATH */
 size_t qvm_btrfs_argv_subvol_delete(const char **argv, const char *path, bool commit);
 
+/* btrfs send [-p PARENT] SNAPSHOT: the stream of read-only SNAPSHOT on
+ * stdout, whole or as the changes since read-only PARENT. */
+size_t qvm_btrfs_argv_send(const char **argv, const char *snapshot, const char *parent);
+
+/* btrfs receive -e DIR: makes the stream's subvolume (named after the
+ * sender's snapshot) in DIR from stdin; -e ends at the stream's end
+ * command, so a second stream appended to the first is not received. */
+size_t qvm_btrfs_argv_receive(const char **argv, const char *dir);
+
 /* qemu-img convert -p|-q -f FORMAT -O raw SRC DST: sparse raw output. */
 size_t qvm_btrfs_argv_convert(const char **argv, const char *src, const char *src_format,
                               const char *dst, bool progress);

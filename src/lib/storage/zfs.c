@@ -538,6 +538,7 @@ static int zfs_get(const char *props, const char *const datasets[], bool recursi
     return r;
 }
 
+/* Runs ARGV, which it takes and frees, for its exit status only. */
 static int zfs_simple(char **argv, enum qvm_zfs_failure *ret_fail, struct qvm_error *err)
 {
     struct zfs_out o = { 0 };
@@ -680,6 +681,9 @@ static int zfs_pool_open(struct qvm_pool *pool, struct qvm_error *err)
     else if (strcmp(mounted, "yes") != 0)
         r = qvm_err(err, EINVAL, "zfs dataset '%s' is not mounted (mount it with: zfs mount %s)",
                     pool->dataset, pool->dataset);
+    else if (strcmp(mp, "/") == 0)
+        r = qvm_err(err, EINVAL, "zfs dataset '%s' is mounted at /; give qvm a dataset of its "
+                    "own (zfs create -p %s/qvm)", pool->dataset, pool->dataset);
     if (r == 0) {
         free(pool->path);
         pool->path = xstrdup(mp);
@@ -732,7 +736,7 @@ static char *zfs_vm_dir(const struct qvm_pool *pool, const char *vm)
     return xasprintf("%s/vms/%s", pool->path, vm);
 }
 
-/* Creates DATASET, a filesystem for KIND (an image or a VM bundle). */
+/* Creates DATASET, the filesystem of WHAT (an image or a VM bundle). */
 static int create_container(const char *dataset, const char *what, struct qvm_error *err)
 {
     enum qvm_zfs_failure fail;
@@ -1040,10 +1044,29 @@ static int zfs_version_destroy(const struct qvm_pool *pool, const char *image, c
 
 /* --------------------------------------------------------------- disks */
 
+/* In dataset mode a disk is a dataset mounted at MOUNT/vms/VM/DISK, beside
+ * the files core/ writes into the bundle: a disk named like one of them
+ * would cover it. (core/ writes FILE through FILE.tmp.PID, and rm renames
+ * vm.json to vm.json.removed, hence the prefixes.) */
+static bool disk_name_reserved(const char *disk)
+{
+    static const char *const core_files[] = { "vm.json", "vm.yaml", "seed.iso", "console.log" };
+    for (size_t i = 0; i < sizeof core_files / sizeof core_files[0]; i++)
+        if (strncmp(disk, core_files[i], strlen(core_files[i])) == 0)
+            return true;
+    return false;
+}
+
+/* disk_locate runs while `qvm up` validates, so a refused disk name changes
+ * nothing. */
 static int zfs_disk_locate(const struct qvm_pool *pool, const char *vm, const char *disk,
                            struct qvm_disk_info *ret, struct qvm_error *err)
 {
     memset(ret, 0, sizeof *ret);
+    if (!is_zvol(pool) && disk_name_reserved(disk))
+        return qvm_err(err, EINVAL, "disk name '%s' is taken by qvm's own files in the VM's "
+                       "bundle (vm.json, vm.yaml, seed.iso, console.log); choose another "
+                       "disk.zvol.name", disk);
     if (is_zvol(pool)) {
         char *ds = disk_ds(pool, vm, disk);
         ret->path = zvol_dev(ds);
@@ -1094,7 +1117,11 @@ static int zfs_disk_clone(const struct qvm_pool *pool, const char *image, const 
             return qvm_err_wrap(err, "disk.zvol");
     }
     struct qvm_disk_info base;
-    int r = zfs_version_info(pool, image, version, &base, err);
+    int r = zfs_disk_locate(pool, vm, disk, &base, err);
+    qvm_disk_info_release(&base);
+    if (r < 0)
+        return r;
+    r = zfs_version_info(pool, image, version, &base, err);
     if (r < 0)
         return r;
     if (size == 0)
@@ -1125,7 +1152,7 @@ static int zfs_disk_clone(const struct qvm_pool *pool, const char *image, const 
     if (r < 0) {
         qvm_err_wrap(err, "cannot clone image '%s@%s' for VM '%s'", image, version, vm);
     } else {
-        zfs_disk_locate(pool, vm, disk, ret, NULL);
+        zfs_disk_locate(pool, vm, disk, ret, NULL);   /* the name was checked first */
         ret->virtual_size = size;
     }
     free(target);

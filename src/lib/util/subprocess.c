@@ -151,7 +151,8 @@ int qvm_run(const char *const argv[], const struct qvm_run_opts *opts,
     null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null_fd < 0)
         return qvm_err_errno(err, errno, "cannot open /dev/null");
-    if ((!opts->inherit_stdout && pipe2(outp, O_CLOEXEC) < 0) ||
+    bool capture_out = !opts->inherit_stdout && !opts->use_stdout_fd;
+    if ((capture_out && pipe2(outp, O_CLOEXEC) < 0) ||
         (!opts->inherit_stderr && pipe2(errp, O_CLOEXEC) < 0)) {
         r = qvm_err_errno(err, errno, "cannot create pipe for %s", argv[0]);
         goto out_close;
@@ -166,7 +167,8 @@ int qvm_run(const char *const argv[], const struct qvm_run_opts *opts,
     }
     if (pid == 0)
         child_exec(argv, env, opts->use_stdin_fd ? opts->stdin_fd : null_fd,
-                   opts->inherit_stdout ? -1 : outp[1], opts->inherit_stderr ? -1 : errp[1]);
+                   opts->use_stdout_fd ? opts->stdout_fd : capture_out ? outp[1] : -1,
+                   opts->inherit_stderr ? -1 : errp[1]);
     free(env);
     /* A pidfd turns the child's exit into a poll() event, so we notice it at
      * once even when a daemonizing grandchild (qemu -daemonize) still holds

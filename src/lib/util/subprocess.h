@@ -2,9 +2,10 @@
  *
  * argv arrays only: no shell is ever involved. The child gets stdin from
  * /dev/null (or a given fd), every fd >= 3 closed, LC_ALL=C, and either
- * captured or inherited stdout/stderr. Output is read with poll() so a
- * chatty child cannot deadlock us; captured output is capped. On timeout
- * the child is killed with SIGKILL; it is always reaped. */
+ * captured or inherited stdout/stderr, or stdout into a given fd (a stream
+ * too large to capture). Output is read with poll() so a chatty child
+ * cannot deadlock us; captured output is capped. On timeout the child is
+ * killed with SIGKILL; it is always reaped. */
 #ifndef QVM_SUBPROCESS_H
 #define QVM_SUBPROCESS_H
 
@@ -17,6 +18,8 @@ struct qvm_run_opts {
     int timeout_ms;          /* 0: 10 minutes */
     int stdin_fd;            /* -1 (or 0 when zero-initialised with use_stdin_fd false): /dev/null */
     bool use_stdin_fd;
+    int stdout_fd;           /* with use_stdout_fd: the child's stdout (nothing captured) */
+    bool use_stdout_fd;
     bool inherit_stdout;     /* let stdout through to ours (progress on a terminal) */
     bool inherit_stderr;
     size_t max_output;       /* per stream; 0: 1 MiB */
