@@ -18,7 +18,8 @@
  * - Every operation either completes or leaves nothing behind; "missing" is
  *   success for the destroy operations, so journals can replay them.
  * - External tools run through util/subprocess.h with argv arrays, and
- *   their parsable output modes (zfs -Hp). */
+ *   their parsable output modes (`zfs get -Hp`: zfs-fuse's `zfs list` has
+ *   no -p). */
 #ifndef QVM_STORAGE_H
 #define QVM_STORAGE_H
 
