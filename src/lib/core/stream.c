@@ -19,41 +19,11 @@
 #include "core/pools.h"
 #include "util/lock.h"
 #include "util/names.h"
+#include "util/fsutil.h"
 #include "util/strbuf.h"
 
 static const char stream_magic[] = "QVMSTREAM 1\n";
 
-static int write_all(int fd, const void *buf, size_t len, struct qvm_error *err)
-{
-    const char *p = buf;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return qvm_err_errno(err, errno, "cannot write the stream");
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int read_all(int fd, void *buf, size_t len, struct qvm_error *err)
-{
-    char *p = buf;
-    while (len) {
-        ssize_t n = read(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return qvm_err_errno(err, errno, "cannot read the stream");
-        if (n == 0)
-            return qvm_err(err, EPIPE, "the stream ends early: it was cut short");
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
 
 /* Runs FN in a child process that gets one end of a pipe; the child's
  * error message comes back through a second pipe. */
@@ -186,7 +156,7 @@ int qvm_image_send(struct qvm_ctx *ctx, const char *pool_name, const char *ref, 
     strbuf_addstr(&sb, json_object_to_json_string_ext(h, JSON_C_TO_STRING_PLAIN));
     strbuf_addch(&sb, '\n');
     json_object_put(h);
-    r = write_all(out_fd, sb.buf, sb.len, err);
+    r = qvm_write_all(out_fd, sb.buf, sb.len, "the stream", err);
     strbuf_release(&sb);
     if (r < 0)
         goto out;
@@ -208,11 +178,11 @@ int qvm_image_send(struct qvm_ctx *ctx, const char *pool_name, const char *ref, 
             break;
         }
         uint32_t len = htole32((uint32_t)n);
-        r = write_all(out_fd, &len, 4, err);
+        r = qvm_write_all(out_fd, &len, 4, "the stream", err);
         if (r == 0 && n == 0)
             break;
         if (r == 0)
-            r = write_all(out_fd, buf, (size_t)n, err);
+            r = qvm_write_all(out_fd, buf, (size_t)n, "the stream", err);
         if (r < 0)
             break;
         EVP_DigestUpdate(md, buf, (size_t)n);
@@ -227,7 +197,7 @@ int qvm_image_send(struct qvm_ctx *ctx, const char *pool_name, const char *ref, 
         unsigned char digest[32];
         unsigned int dlen = 0;
         EVP_DigestFinal_ex(md, digest, &dlen);
-        r = write_all(out_fd, digest, sizeof digest, err);
+        r = qvm_write_all(out_fd, digest, sizeof digest, "the stream", err);
     }
     EVP_MD_CTX_free(md);
 out:
@@ -259,7 +229,7 @@ static const char *hstr(json_object *h, const char *k)
 static int read_header(int fd, json_object **ret, struct qvm_error *err)
 {
     char magic[sizeof stream_magic - 1];
-    int r = read_all(fd, magic, sizeof magic, err);
+    int r = qvm_read_exact(fd, magic, sizeof magic, "the stream", err);
     if (r < 0)
         return r;
     if (memcmp(magic, stream_magic, sizeof magic) != 0)
@@ -267,7 +237,7 @@ static int read_header(int fd, json_object **ret, struct qvm_error *err)
     struct strbuf sb = STRBUF_INIT;
     for (;;) {
         char ch;
-        if ((r = read_all(fd, &ch, 1, err)) < 0)
+        if ((r = qvm_read_exact(fd, &ch, 1, "the stream", err)) < 0)
             break;
         if (ch == '\n')
             break;
@@ -359,7 +329,7 @@ int qvm_image_receive(struct qvm_ctx *ctx, const char *pool_name, int in_fd,
     char *buf = xmalloc(QVM_STREAM_FRAME_MAX);
     for (;;) {
         uint32_t len;
-        if ((r = read_all(in_fd, &len, 4, err)) < 0)
+        if ((r = qvm_read_exact(in_fd, &len, 4, "the stream", err)) < 0)
             break;
         len = le32toh(len);
         if (len == 0)
@@ -368,10 +338,10 @@ int qvm_image_receive(struct qvm_ctx *ctx, const char *pool_name, int in_fd,
             r = qvm_err(err, EINVAL, "a stream frame is larger than 1 MiB: the stream is damaged");
             break;
         }
-        if ((r = read_all(in_fd, buf, len, err)) < 0)
+        if ((r = qvm_read_exact(in_fd, buf, len, "the stream", err)) < 0)
             break;
         EVP_DigestUpdate(md, buf, len);
-        if ((r = write_all(c.data_fd, buf, len, err)) < 0) {
+        if ((r = qvm_write_all(c.data_fd, buf, len, "the storage driver's input", err)) < 0) {
             struct qvm_error ce = { 0 };
             child_finish(&c, false, &ce);
             r = qvm_err(err, EIO, "the storage driver stopped reading: %s", ce.msg);
@@ -384,7 +354,7 @@ int qvm_image_receive(struct qvm_ctx *ctx, const char *pool_name, int in_fd,
         unsigned char want[32], got[32];
         unsigned int dlen = 0;
         EVP_DigestFinal_ex(md, got, &dlen);
-        r = read_all(in_fd, want, sizeof want, err);
+        r = qvm_read_exact(in_fd, want, sizeof want, "the stream", err);
         if (r == 0 && memcmp(want, got, sizeof got) != 0)
             r = qvm_err(err, EINVAL, "the stream's checksum does not match: it is damaged");
     }

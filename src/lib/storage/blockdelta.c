@@ -10,44 +10,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/fsutil.h"
 #include "util/strbuf.h"
 
 static const char magic[8] = { 'Q', 'V', 'M', 'B', 'D', '1', 0, 0 };
 #define END_OFFSET UINT64_MAX
 #define MAX_SIZE (1ull << 50)     /* 1 PiB: refuse absurd headers before allocating */
 
-static int write_all(int fd, const void *buf, size_t len, struct qvm_error *err)
-{
-    const char *p = buf;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return qvm_err_errno(err, errno, "cannot write the block stream");
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-/* Reads exactly LEN bytes; -EPIPE on a stream cut short. */
-static int read_all(int fd, void *buf, size_t len, struct qvm_error *err)
-{
-    char *p = buf;
-    while (len) {
-        ssize_t n = read(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return qvm_err_errno(err, errno, "cannot read the block stream");
-        if (n == 0)
-            return qvm_err(err, EPIPE, "the block stream ends early");
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
 
 static ssize_t pread_full(int fd, char *buf, size_t len, uint64_t off)
 {
@@ -78,8 +47,8 @@ static int put_block(int out_fd, uint64_t off, const char *data, uint32_t len,
     uint32_t l = htole32(len);
     memcpy(h, &o, 8);
     memcpy(h + 8, &l, 4);
-    int r = write_all(out_fd, h, sizeof h, err);
-    return r < 0 ? r : write_all(out_fd, data, len, err);
+    int r = qvm_write_all(out_fd, h, sizeof h, "the block stream", err);
+    return r < 0 ? r : qvm_write_all(out_fd, data, len, "the block stream", err);
 }
 
 int qvm_blockdelta_write(const char *path, const char *base, int out_fd, struct qvm_error *err)
@@ -102,7 +71,7 @@ int qvm_blockdelta_write(const char *path, const char *base, int out_fd, struct 
     memcpy(hdr, magic, 8);
     memcpy(hdr + 8, &s, 8);
     memcpy(hdr + 16, &bs, 4);
-    r = write_all(out_fd, hdr, sizeof hdr, err);
+    r = qvm_write_all(out_fd, hdr, sizeof hdr, "the block stream", err);
     char *buf = xmalloc(QVM_BLOCKDELTA_BLOCK), *bbuf = xmalloc(QVM_BLOCKDELTA_BLOCK);
     uint64_t off = 0;
     while (r == 0 && off < size) {
@@ -139,7 +108,7 @@ int qvm_blockdelta_write(const char *path, const char *base, int out_fd, struct 
     }
     if (r == 0) {
         uint64_t end = htole64(END_OFFSET);
-        r = write_all(out_fd, &end, 8, err);
+        r = qvm_write_all(out_fd, &end, 8, "the block stream", err);
     }
     free(buf);
     free(bbuf);
@@ -191,7 +160,7 @@ static int sparse_copy(const char *src, int out, struct qvm_error *err)
 int qvm_blockdelta_apply(int in_fd, const char *base, const char *dst, struct qvm_error *err)
 {
     unsigned char hdr[20];
-    int r = read_all(in_fd, hdr, sizeof hdr, err);
+    int r = qvm_read_exact(in_fd, hdr, sizeof hdr, "the block stream", err);
     if (r < 0)
         return r;
     uint64_t size;
@@ -215,14 +184,14 @@ int qvm_blockdelta_apply(int in_fd, const char *base, const char *dst, struct qv
     char *buf = xmalloc(bs);
     while (r == 0) {
         unsigned char rec[12];
-        if ((r = read_all(in_fd, rec, 8, err)) < 0)
+        if ((r = qvm_read_exact(in_fd, rec, 8, "the block stream", err)) < 0)
             break;
         uint64_t off;
         memcpy(&off, rec, 8);
         off = le64toh(off);
         if (off == END_OFFSET)
             break;
-        if ((r = read_all(in_fd, rec + 8, 4, err)) < 0)
+        if ((r = qvm_read_exact(in_fd, rec + 8, 4, "the block stream", err)) < 0)
             break;
         uint32_t len;
         memcpy(&len, rec + 8, 4);
@@ -232,7 +201,7 @@ int qvm_blockdelta_apply(int in_fd, const char *base, const char *dst, struct qv
                         (unsigned long long)off, len);
             break;
         }
-        if ((r = read_all(in_fd, buf, len, err)) < 0)
+        if ((r = qvm_read_exact(in_fd, buf, len, "the block stream", err)) < 0)
             break;
         for (uint32_t done = 0; r == 0 && done < len;) {
             ssize_t n = pwrite(out, buf + done, len - done, (off_t)(off + done));

@@ -217,3 +217,35 @@ int qvm_rm_rf(const char *path, struct qvm_error *err)
     }
     return rm_at(AT_FDCWD, path, st.st_dev, path, err);
 }
+
+int qvm_write_all(int fd, const void *buf, size_t len, const char *what, struct qvm_error *err)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return qvm_err_errno(err, errno, "cannot write %s", what);
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int qvm_read_exact(int fd, void *buf, size_t len, const char *what, struct qvm_error *err)
+{
+    char *p = buf;
+    while (len) {
+        ssize_t n = read(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return qvm_err_errno(err, errno, "cannot read %s", what);
+        if (n == 0)
+            return qvm_err(err, EPIPE, "%s ends early: it was cut short", what);
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}

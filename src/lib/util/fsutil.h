@@ -29,6 +29,14 @@ typedef int (*qvm_fill_fn)(int fd, const char *tmp_path, void *ctx, struct qvm_e
 int qvm_write_atomic_with(const char *path, mode_t mode, qvm_fill_fn fill, void *fill_ctx,
                           struct qvm_error *err);
 
+/* Writes all LEN bytes to FD (retrying short writes and EINTR). WHAT names
+ * the destination in messages ("the stream"). */
+int qvm_write_all(int fd, const void *buf, size_t len, const char *what, struct qvm_error *err);
+
+/* Reads exactly LEN bytes from FD; -EPIPE with "WHAT ends early" when it
+ * ends first. */
+int qvm_read_exact(int fd, void *buf, size_t len, const char *what, struct qvm_error *err);
+
 /* Removes PATH recursively. Missing PATH is success. Symlinks are removed,
  * never followed; mount points are not crossed (-EXDEV). */
 int qvm_rm_rf(const char *path, struct qvm_error *err);
