@@ -77,8 +77,10 @@ run_qvm image import small "$raw"
     { not_ok "snapshot"; zfs list -t all -r "$DS" | diag; }
 [ "$(zfs get -Hp -o value qvm:virtual-size "$DS/images/small@v1")" = 67108864 ] &&
     ok "the snapshot records the virtual size (qvm:virtual-size=67108864)" || not_ok "qvm:virtual-size"
-[ "$(ls -A "$MNT/images/small")" = image.json ] && ok "the live dataset holds image.json; the data is in the snapshot" ||
-    { not_ok "live dataset contents"; ls -la "$MNT/images/small" | diag; }
+[ "$(ls -A "$MNT/images/small" | tr '\n' ' ')" = "disk.raw image.json " ] &&
+    [ "$(zfs get -Hp -o value used "$DS/images/small@v1")" -lt $((1 << 20)) ] &&
+    ok "the live dataset holds image.json and the newest version's disk.raw, sharing all its blocks with the snapshot" ||
+    { not_ok "live dataset contents"; ls -la "$MNT/images/small" | diag; zfs get used "$DS/images/small@v1" | diag; }
 ref=$(zfs get -Hp -o value referenced "$DS/images/small@v1")
 [ "$ref" -lt $((16 << 20)) ] && ok "the snapshot is sparse ($((ref >> 20)) MiB referenced of 64)" || not_ok "not sparse: $ref"
 # zfs-fuse has no .zfs/snapshot directory: read a snapshot through a clone.
@@ -205,9 +207,12 @@ if "$QVM" image --help 2>&1 | grep -q "qvm image commit"; then
     f=$(snap_file "$DS/images/small@v2")
     cmp -s "$b/disk0/disk.raw" "$f" && ok "small@v2 holds alpha's disk" || not_ok "v2 differs from alpha's disk"
     zdestroy "$ZP/check"
+    u=$(zfs get -Hp -o value used "$DS/images/small@v1")
+    [ "$u" -le $((256 << 10)) ] && ok "commit wrote only the changed record: v2 shares all else with v1 (v1 owns $((u >> 10)) KiB)" ||
+        not_ok "v1 owns $u bytes after the commit"
     run_qvm image rm small@v2
-    [ "$rc" = 0 ] && ! zfs list -H "$DS/images/small@v2" >/dev/null 2>&1 &&
-        ok "image rm small@v2 destroys that snapshot only" || { not_ok "version rm"; echo "$err" | diag; }
+    [ "$rc" = 0 ] && ! zfs list -H "$DS/images/small@v2" >/dev/null 2>&1 && [ "$(ls -A "$MNT/images/small")" = image.json ] &&
+        ok "image rm small@v2 destroys that snapshot only (and the live disk.raw that held it)" || { not_ok "version rm"; echo "$err" | diag; }
 else
     skip "this qvm has no 'qvm image commit'"
 fi

@@ -75,6 +75,23 @@ static void test_argv(void)
                "vm_destroy: zfs destroy -r (never -R)");
     CHECK_ARGV(qvm_zfs_argv_destroy("tank/qvm/images/deb@v1", false),
                "zfs|destroy|tank/qvm/images/deb@v1", "version_destroy: zfs destroy of one snapshot");
+    CHECK_ARGV(qvm_zfs_argv_send("tank/qvm/images/deb@v1", NULL), "zfs|send|tank/qvm/images/deb@v1",
+               "version_send: a full stream, no -p (no properties travel)");
+    CHECK_ARGV(qvm_zfs_argv_send("tank/qvm/images/deb@v2", "v1"),
+               "zfs|send|-i|@v1|tank/qvm/images/deb@v2", "version_send: -i @FROM for the changes");
+    CHECK_ARGV(qvm_zfs_argv_receive("tank/qvm/images/deb:recv@v1", false),
+               "zfs|recv|tank/qvm/images/deb:recv@v1",
+               "full receive: into the staging dataset, the snapshot named by qvm, no -u (zfs-fuse has none)");
+    CHECK_ARGV(qvm_zfs_argv_receive("tank/qvm/images/deb@v2", true),
+               "zfs|recv|-F|tank/qvm/images/deb@v2", "incremental receive: -F onto the image");
+    CHECK_ARGV(qvm_zfs_argv_rename("tank/qvm/images/deb:recv", "tank/qvm/images/deb"),
+               "zfs|rename|tank/qvm/images/deb:recv|tank/qvm/images/deb", "the staging dataset renamed into place");
+    CHECK_ARGV(qvm_zfs_argv_mount("tank/qvm/images/deb"), "zfs|mount|tank/qvm/images/deb", "zfs mount");
+    CHECK_ARGV(qvm_zfs_argv_unmount("tank/qvm/images/deb:recv"), "zfs|unmount|tank/qvm/images/deb:recv",
+               "zfs unmount");
+    CHECK_ARGV(qvm_zfs_argv_set_virtual_size("tank/qvm/images/deb@v2", 67108864),
+               "zfs|set|qvm:virtual-size=67108864|tank/qvm/images/deb@v2",
+               "a received version's size is set on its snapshot");
     CHECK_ARGV(qvm_zfs_argv_convert("/src/deb.qcow2", "qcow2", "/p/images/deb/disk.raw.part", false, false),
                "qemu-img|convert|-q|-f|qcow2|-O|raw|/src/deb.qcow2|/p/images/deb/disk.raw.part",
                "dataset-mode import: qemu-img convert to a sparse raw file");
@@ -194,6 +211,30 @@ static void test_parsers(void)
                              &size) == 0 && size == 67108864, "qvm:virtual-size is read in bytes");
     qvm_zfs_rows_release(&rows);
 
+    /* zfs-fuse: zfs get -Hp -r -o name,property,value createtxg,mounted zxp/qvm/images/img
+     * (here with v3 made before v2 and a row of another dataset mixed in) */
+    const char *txgs = "zxp/qvm/images/img\tcreatetxg\t100\n"
+                       "zxp/qvm/images/img\tmounted\tyes\n"
+                       "zxp/qvm/images/img@v1\tcreatetxg\t104\n"
+                       "zxp/qvm/images/img@v1\tmounted\t-\n"
+                       "zxp/qvm/images/img@v3\tcreatetxg\t133\n"
+                       "zxp/qvm/images/img2@v9\tcreatetxg\t140\n"
+                       "zxp/qvm/images/img@v2\tcreatetxg\t1000\n";
+    char **sv = NULL;
+    size_t sn = 0;
+    CHECK(qvm_zfs_parse_get(txgs, &rows, &err) == 0 &&
+          qvm_zfs_snapshots(&rows, "zxp/qvm/images/img", &sv, &sn, &err) == 0 && sn == 3 &&
+          !strcmp(sv[0], "v1") && !strcmp(sv[1], "v3") && !strcmp(sv[2], "v2"),
+          "snapshots are ordered by createtxg (numerically), other datasets ignored");
+    qvm_zfs_strv_free(sv, sn);
+    CHECK(qvm_zfs_snapshots(&rows, "zxp/qvm/images/none", &sv, &sn, &err) == 0 && sn == 0 && !sv,
+          "no snapshots");
+    qvm_zfs_rows_release(&rows);
+    CHECK(qvm_zfs_parse_get("zxp/i@v1\tcreatetxg\t12x\n", &rows, &err) == 0 &&
+          qvm_zfs_snapshots(&rows, "zxp/i", &sv, &sn, &err) == -EINVAL && sn == 0 && !sv &&
+          strstr(err.msg, "createtxg '12x'"), "a createtxg that is no number: %s", err.msg);
+    qvm_zfs_rows_release(&rows);
+
     /* zfs-fuse: zfs get -Hp -r -o name,property,value origin zxp/qvm */
     const char *origins = "zxp/qvm\torigin\t-\n"
                           "zxp/qvm/images\torigin\t-\n"
@@ -298,6 +339,7 @@ static const char fake_script[] =
     "d=" "%s" "\n"
     "n=$(cat \"$d/n\" 2>/dev/null || echo 0); n=$((n + 1)); echo $n >\"$d/n\"\n"
     "{ printf zfs; for a in \"$@\"; do printf '|%%s' \"$a\"; done; echo; } >>\"$d/log\"\n"
+    "[ -f \"$d/$n.sh\" ] && . \"$d/$n.sh\"\n"
     "[ -f \"$d/$n.out\" ] && cat \"$d/$n.out\"\n"
     "[ -f \"$d/$n.err\" ] && cat \"$d/$n.err\" >&2\n"
     "exit $(cat \"$d/$n.rc\" 2>/dev/null || echo 0)\n";
@@ -318,8 +360,8 @@ static void fake_reset(void)
     unlink(p);
     free(p);
     for (int i = 1; i <= 64; i++)
-        for (int k = 0; k < 3; k++) {
-            p = xasprintf("%s/%d.%s", fake, i, (const char *[]){ "out", "err", "rc" }[k]);
+        for (int k = 0; k < 4; k++) {
+            p = xasprintf("%s/%d.%s", fake, i, (const char *[]){ "out", "err", "rc", "sh" }[k]);
             unlink(p);
             free(p);
         }
@@ -579,7 +621,9 @@ static void test_dataset_mode(void)
     CHECK_LOG("zfs|get|-Hp|-r|-o|name,property,value|origin|tank/qvm\n",
               "image_destroy with clones destroys nothing");
     fake_reset();
-    reply(1, listing, NULL, 0);
+    reply(1, NULL, missing_err, 1);
+    reply(2, "tank/qvm/images/deb@v1\tcreatetxg\t60\n", NULL, 0);
+    reply(3, listing, NULL, 0);
     CHECK(d->version_destroy(&pool, "deb", "v1", &err) == -EBUSY &&
           strstr(err.msg, "version v1 of image 'deb' cannot be removed: 2 VM disks"),
           "version_destroy names the clones: %s", err.msg);
@@ -593,11 +637,16 @@ static void test_dataset_mode(void)
     CHECK_LOG("zfs|get|-Hp|-r|-o|name,property,value|origin|tank/qvm\n"
               "zfs|destroy|-r|tank/qvm/images/deb\n", "destroy -r, never -R");
     fake_reset();
-    reply(1, "tank/qvm\torigin\t-\n", NULL, 0);
-    reply(2, NULL, "cannot open 'tank/qvm/images/deb@v2': dataset does not exist\n", 1);
+    reply(1, NULL, missing_err, 1);
+    reply(2, "tank/qvm/images/deb@v1\tcreatetxg\t60\n", NULL, 0);
+    reply(3, "tank/qvm\torigin\t-\n", NULL, 0);
+    reply(4, NULL, "cannot open 'tank/qvm/images/deb@v2': dataset does not exist\n", 1);
     CHECK(d->version_destroy(&pool, "deb", "v2", &err) == 0, "version_destroy of a missing version");
-    CHECK_LOG("zfs|get|-Hp|-r|-o|name,property,value|origin|tank/qvm\n"
-              "zfs|destroy|tank/qvm/images/deb@v2\n", "version_destroy: destroy the snapshot, no -r");
+    CHECK_LOG("zfs|get|-Hp|-o|name,property,value|type|tank/qvm/images/deb:recv\n"
+              "zfs|get|-Hp|-r|-o|name,property,value|createtxg|tank/qvm/images/deb\n"
+              "zfs|get|-Hp|-r|-o|name,property,value|origin|tank/qvm\n"
+              "zfs|destroy|tank/qvm/images/deb@v2\n",
+              "version_destroy: no staging dataset; is it the newest?; destroy the snapshot, no -r");
     fake_reset();
     qvm_pool_release(&pool);
 }
@@ -686,11 +735,543 @@ static void test_zvol_mode(const char *src)
     CHECK_LOG("zfs|get|-Hp|-r|-o|name,property,value|origin|tank/qvm\n"
               "zfs|destroy|-r|tank/qvm/images/deb\n", "zvol image_destroy: destroy -r the image");
     fake_reset();
-    reply(1, "tank/qvm\torigin\t-\n", NULL, 0);
+    reply(1, NULL, missing_err, 1);
+    reply(2, "tank/qvm\torigin\t-\n", NULL, 0);
     CHECK(d->version_destroy(&pool, "deb", "v1", &err) == 0, "zvol version_destroy");
-    CHECK_LOG("zfs|get|-Hp|-r|-o|name,property,value|origin|tank/qvm\n"
-              "zfs|destroy|tank/qvm/images/deb/disk@v1\n", "zvol version_destroy: the zvol's snapshot");
+    CHECK_LOG("zfs|destroy|-r|tank/qvm/images/deb/disk:recv\n"
+              "zfs|get|-Hp|-r|-o|name,property,value|origin|tank/qvm\n"
+              "zfs|destroy|tank/qvm/images/deb/disk@v1\n",
+              "zvol version_destroy: a stale staging zvol, then the zvol's snapshot");
     fake_reset();
+    qvm_pool_release(&pool);
+}
+
+/* ------------------------------------------------------------- streams */
+
+/* A pool whose mountpoint is a real directory of the test, so that the
+ * driver's file work on received datasets can be checked. */
+static void open_pool_at(const char *mode, const char *mnt, struct qvm_pool *pool)
+{
+    fake_reset();
+    char *out = xasprintf("tank/qvm\ttype\tfilesystem\ntank/qvm\tmountpoint\t%s\n"
+                          "tank/qvm\tmounted\tyes\n", mnt);
+    reply(1, out, NULL, 0);
+    free(out);
+    struct qvm_error err = { 0 };
+    CHECK(qvm_pool_open("t", "zfs", NULL, "tank/qvm", mode, pool, &err) == 0,
+          "pool_open at %s %s", mnt, err.msg);
+    fake_reset();
+}
+
+static void put_file(const char *path, const char *text)
+{
+    qvm_write_file_atomic(path, text, strlen(text), 0644, NULL);
+}
+
+/* The content of PATH, or "(none)". Caller frees. */
+static char *file_text(const char *path)
+{
+    char *text = NULL;
+    size_t len;
+    if (qvm_read_file(path, 1 << 20, &text, &len, NULL) < 0)
+        text = xstrdup("(none)");
+    return text;
+}
+
+#define CHECK_FILE(path, want, ...) do { \
+    char *f_ = file_text(path); \
+    CHECK_STR(f_, want, __VA_ARGS__); \
+    free(f_); \
+} while (0)
+
+/* What zfs recv would leave in a received dataset mounted at DIR: the
+ * sender's files as of its snapshot. */
+static void sender_files(const char *dir)
+{
+    qvm_mkdir_p(dir, 0755, NULL);
+    char *p = xasprintf("%s/disk.raw", dir);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    CHECK(fd >= 0 && ftruncate(fd, 1 << 20) == 0, "the sender's 1 MiB disk.raw in %s", dir);
+    close(fd);
+    free(p);
+    p = xasprintf("%s/image.json", dir);
+    put_file(p, "sender");
+    free(p);
+}
+
+static void test_streams_dataset(void)
+{
+    struct qvm_pool pool;
+    struct qvm_error err = { 0 };
+    const struct qvm_storage_driver *d = &qvm_storage_zfs;
+    char *mnt = xasprintf("%s/mnt", fake);
+    char *idir = xasprintf("%s/images/deb", mnt);
+    char *sdir = xasprintf("%s/images/deb:recv", mnt);
+    char *meta = xasprintf("%s/image.json", idir), *smeta = xasprintf("%s/image.json", sdir);
+    char *disk = xasprintf("%s/disk.raw", idir), *sdisk = xasprintf("%s/disk.raw", sdir);
+    char *stream = xasprintf("%s/stream", fake);
+    qvm_mkdir_p(idir, 0755, NULL);
+    open_pool_at(NULL, mnt, &pool);
+    CHECK_STR(d->stream_format, "zfs-send-1", "the stream format is zfs-send-1");
+
+    /* send: zfs send writes straight into the fd. */
+    int fd = open(stream, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    reply(1, "ZFS-STREAM-BYTES", NULL, 0);
+    CHECK(d->version_send(&pool, "deb", "v1", NULL, fd, &err) == 0, "version_send full %s", err.msg);
+    close(fd);
+    CHECK_LOG("zfs|send|tank/qvm/images/deb@v1\n", "version_send: zfs send of the snapshot");
+    CHECK_FILE(stream, "ZFS-STREAM-BYTES", "zfs send's stdout is the fd, nothing captured");
+    fake_reset();
+    qvm_err_clear(&err);
+    fd = open(stream, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    reply(1, NULL, "cannot open 'tank/qvm/images/deb@v1': dataset does not exist\n", 1);
+    CHECK(d->version_send(&pool, "deb", "v2", "v1", fd, &err) == -ENOENT &&
+          strstr(err.msg, "cannot send version v2 of image 'deb': zfs send -i @v1 "
+                 "tank/qvm/images/deb@v2: cannot open 'tank/qvm/images/deb@v1': dataset does not "
+                 "exist"), "version_send names zfs's reason: %s", err.msg);
+    close(fd);
+    CHECK_LOG("zfs|send|-i|@v1|tank/qvm/images/deb@v2\n", "version_send -i @FROM");
+    fake_reset();
+    qvm_err_clear(&err);
+
+    /* Full stream, new image: staging dataset, checked, sized, tidied,
+     * unmounted (busy once), the empty dataset destroyed, renamed, mounted. */
+    int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    sender_files(sdir);
+    char *stage_rows = xasprintf("tank/qvm/images/deb:recv\ttype\tfilesystem\n"
+                                 "tank/qvm/images/deb:recv\tmounted\tyes\n"
+                                 "tank/qvm/images/deb:recv\tmountpoint\t%s\n"
+                                 "tank/qvm/images/deb:recv@v1\ttype\tsnapshot\n"
+                                 "tank/qvm/images/deb:recv@v1\tmounted\t-\n"
+                                 "tank/qvm/images/deb:recv@v1\tmountpoint\t-\n", sdir);
+    const char *new_image = "tank/qvm/images/deb\tcreatetxg\t50\ntank/qvm/images/deb\tmounted\tyes\n";
+    reply(1, NULL, missing_err, 1);
+    reply(2, new_image, NULL, 0);
+    reply(4, stage_rows, NULL, 0);
+    reply(6, NULL, "cannot unmount 'tank/qvm/images/deb:recv': dataset is busy\n", 1);
+    CHECK(d->version_receive(&pool, "deb", "v1", NULL, in, &err) == 0, "full receive %s", err.msg);
+    CHECK_LOG("zfs|destroy|-r|tank/qvm/images/deb:recv\n"
+              "zfs|get|-Hp|-r|-o|name,property,value|createtxg,mounted|tank/qvm/images/deb\n"
+              "zfs|recv|tank/qvm/images/deb:recv@v1\n"
+              "zfs|get|-Hp|-r|-o|name,property,value|type,mounted,mountpoint|tank/qvm/images/deb:recv\n"
+              "zfs|set|qvm:virtual-size=1048576|tank/qvm/images/deb:recv@v1\n"
+              "zfs|unmount|tank/qvm/images/deb:recv\nzfs|unmount|tank/qvm/images/deb:recv\n"
+              "zfs|destroy|tank/qvm/images/deb\n"
+              "zfs|rename|tank/qvm/images/deb:recv|tank/qvm/images/deb\n"
+              "zfs|mount|tank/qvm/images/deb\n",
+              "full receive: the exact sequence (stale staging, versions?, recv, check, size, "
+              "unmount, destroy the empty dataset, rename, mount)");
+    CHECK(!qvm_path_exists(smeta) && qvm_path_exists(sdisk),
+          "the sender's image.json was removed before the rename; disk.raw stays, the newest "
+          "version's");
+    qvm_rm_rf(sdir, NULL);
+    fake_reset();
+    qvm_err_clear(&err);
+
+    /* Full stream, an image whose versions were all removed: its image.json
+     * (the history) is carried into the received dataset. */
+    put_file(meta, "history");
+    sender_files(sdir);
+    reply(1, NULL, missing_err, 1);
+    reply(2, new_image, NULL, 0);
+    reply(4, stage_rows, NULL, 0);
+    CHECK(d->version_receive(&pool, "deb", "v1", NULL, in, &err) == 0, "full receive onto a "
+          "version-less image %s", err.msg);
+    CHECK_FILE(smeta, "history", "the image's own image.json is carried over, not the sender's");
+    qvm_rm_rf(sdir, NULL);
+    unlink(meta);
+    fake_reset();
+    qvm_err_clear(&err);
+
+    /* Full stream onto versions: refused before anything is received. */
+    reply(1, NULL, missing_err, 1);
+    reply(2, "tank/qvm/images/deb\tcreatetxg\t50\ntank/qvm/images/deb\tmounted\tyes\n"
+          "tank/qvm/images/deb@v1\tcreatetxg\t60\ntank/qvm/images/deb@v1\tmounted\t-\n"
+          "tank/qvm/images/deb@v2\tcreatetxg\t70\ntank/qvm/images/deb@v2\tmounted\t-\n", NULL, 0);
+    CHECK(d->version_receive(&pool, "deb", "v3", NULL, in, &err) == -EEXIST &&
+          strstr(err.msg, "cannot receive version v3 of image 'deb': image 'deb' has versions in "
+                 "this pool already (v1, v2): a full stream cannot be received onto them; send "
+                 "deb@v3 incrementally (qvm image send --from v2)"),
+          "a full stream onto versions is refused: %s", err.msg);
+    CHECK_LOG("zfs|destroy|-r|tank/qvm/images/deb:recv\n"
+              "zfs|get|-Hp|-r|-o|name,property,value|createtxg,mounted|tank/qvm/images/deb\n",
+              "... with no zfs recv");
+    fake_reset();
+    qvm_err_clear(&err);
+    reply(1, NULL, missing_err, 1);
+    reply(2, "tank/qvm/images/deb\tcreatetxg\t50\ntank/qvm/images/deb\tmounted\tno\n", NULL, 0);
+    CHECK(d->version_receive(&pool, "deb", "v1", NULL, in, &err) == -EIO &&
+          strstr(err.msg, "the image's dataset tank/qvm/images/deb is not mounted"),
+          "an unmounted image dataset is refused: %s", err.msg);
+    fake_reset();
+    qvm_err_clear(&err);
+
+    /* zfs recv fails (a stream cut short): the staging dataset goes. */
+    reply(1, NULL, missing_err, 1);
+    reply(2, new_image, NULL, 0);
+    reply(3, NULL, "cannot receive new filesystem stream: invalid backup stream\n", 1);
+    CHECK(d->version_receive(&pool, "deb", "v1", NULL, in, &err) == -EIO &&
+          strstr(err.msg, "cannot receive version v1 of image 'deb': zfs recv "
+                 "tank/qvm/images/deb:recv@v1: cannot receive new filesystem stream: invalid "
+                 "backup stream"), "a failed zfs recv: %s", err.msg);
+    CHECK_LOG("zfs|destroy|-r|tank/qvm/images/deb:recv\n"
+              "zfs|get|-Hp|-r|-o|name,property,value|createtxg,mounted|tank/qvm/images/deb\n"
+              "zfs|recv|tank/qvm/images/deb:recv@v1\n"
+              "zfs|destroy|-r|tank/qvm/images/deb:recv\n",
+              "... and the staging dataset is destroyed");
+    fake_reset();
+    qvm_err_clear(&err);
+
+    /* Received, but no disk.raw in it: not a qvm version. */
+    qvm_rm_rf(sdir, NULL);
+    qvm_mkdir_p(sdir, 0755, NULL);
+    reply(1, NULL, missing_err, 1);
+    reply(2, new_image, NULL, 0);
+    reply(4, stage_rows, NULL, 0);
+    CHECK(d->version_receive(&pool, "deb", "v1", NULL, in, &err) == -EINVAL &&
+          strstr(err.msg, "the stream holds no disk.raw: it is not a version of a qvm image"),
+          "a stream without disk.raw is refused: %s", err.msg);
+    CHECK_LOG("zfs|destroy|-r|tank/qvm/images/deb:recv\n"
+              "zfs|get|-Hp|-r|-o|name,property,value|createtxg,mounted|tank/qvm/images/deb\n"
+              "zfs|recv|tank/qvm/images/deb:recv@v1\n"
+              "zfs|get|-Hp|-r|-o|name,property,value|type,mounted,mountpoint|tank/qvm/images/deb:recv\n"
+              "zfs|destroy|-r|tank/qvm/images/deb:recv\n", "... and the staging dataset goes");
+    fake_reset();
+    qvm_err_clear(&err);
+    /* A zvol's stream into a dataset-mode pool; a stream that set a mountpoint. */
+    reply(1, NULL, missing_err, 1);
+    reply(2, new_image, NULL, 0);
+    reply(4, "tank/qvm/images/deb:recv\ttype\tvolume\ntank/qvm/images/deb:recv\tmounted\t-\n"
+          "tank/qvm/images/deb:recv\tmountpoint\t-\ntank/qvm/images/deb:recv@v1\ttype\tsnapshot\n",
+          NULL, 0);
+    CHECK(d->version_receive(&pool, "deb", "v1", NULL, in, &err) == -EINVAL &&
+          strstr(err.msg, "the stream holds a zfs volume, but pool 't' (mode dataset) keeps images "
+                 "as filesystems: receive it into a zfs pool in mode zvol"),
+          "a zvol stream is refused by a dataset-mode pool: %s", err.msg);
+    fake_reset();
+    qvm_err_clear(&err);
+    reply(1, NULL, missing_err, 1);
+    reply(2, new_image, NULL, 0);
+    reply(4, "tank/qvm/images/deb:recv\ttype\tfilesystem\ntank/qvm/images/deb:recv\tmounted\tyes\n"
+          "tank/qvm/images/deb:recv\tmountpoint\t/etc\ntank/qvm/images/deb:recv@v1\ttype\tsnapshot\n",
+          NULL, 0);
+    CHECK(d->version_receive(&pool, "deb", "v1", NULL, in, &err) == -EINVAL &&
+          strstr(err.msg, "has mountpoint /etc, not "), "a stream that set a mountpoint: %s", err.msg);
+    CHECK_LOG("zfs|destroy|-r|tank/qvm/images/deb:recv\n"
+              "zfs|get|-Hp|-r|-o|name,property,value|createtxg,mounted|tank/qvm/images/deb\n"
+              "zfs|recv|tank/qvm/images/deb:recv@v1\n"
+              "zfs|get|-Hp|-r|-o|name,property,value|type,mounted,mountpoint|tank/qvm/images/deb:recv\n"
+              "zfs|destroy|-r|tank/qvm/images/deb:recv\n", "... nothing written there; it goes");
+    fake_reset();
+    qvm_err_clear(&err);
+
+    /* Incremental: onto the newest version, zfs recv -F; the receiver's
+     * image.json comes back, the live disk.raw goes, the size is set. */
+    const char *v1_only = "tank/qvm/images/deb\tcreatetxg\t50\ntank/qvm/images/deb\tmounted\tyes\n"
+                          "tank/qvm/images/deb@v1\tcreatetxg\t60\ntank/qvm/images/deb@v1\tmounted\t-\n";
+    put_file(meta, "receiver");
+    char *hook = xasprintf("printf sender >'%s'; truncate -s 2097152 '%s'\n", meta, disk);
+    reply(1, v1_only, NULL, 0);
+    put("2.sh", hook);
+    CHECK(d->version_receive(&pool, "deb", "v2", "v1", in, &err) == 0, "incremental receive %s",
+          err.msg);
+    CHECK_LOG("zfs|get|-Hp|-r|-o|name,property,value|createtxg,mounted|tank/qvm/images/deb\n"
+              "zfs|recv|-F|tank/qvm/images/deb@v2\n"
+              "zfs|unmount|tank/qvm/images/deb\nzfs|mount|tank/qvm/images/deb\n"
+              "zfs|set|qvm:virtual-size=2097152|tank/qvm/images/deb@v2\n",
+              "incremental receive: versions, recv -F onto the image, remount (FUSE's cache), size");
+    CHECK_FILE(meta, "receiver", "the receiver's image.json is put back over the sender's");
+    CHECK(qvm_path_exists(disk), "the live disk.raw, v2's, stays");
+    fake_reset();
+    qvm_err_clear(&err);
+    /* Not mounted after zfs recv (OpenZFS with -u would do that): mounted. */
+    reply(1, v1_only, NULL, 0);
+    put("2.sh", hook);
+    reply(3, NULL, "cannot unmount 'tank/qvm/images/deb': not currently mounted\n", 1);
+    CHECK(d->version_receive(&pool, "deb", "v2", "v1", in, &err) == 0, "incremental, remount %s",
+          err.msg);
+    CHECK_LOG("zfs|get|-Hp|-r|-o|name,property,value|createtxg,mounted|tank/qvm/images/deb\n"
+              "zfs|recv|-F|tank/qvm/images/deb@v2\n"
+              "zfs|unmount|tank/qvm/images/deb\nzfs|mount|tank/qvm/images/deb\n"
+              "zfs|set|qvm:virtual-size=2097152|tank/qvm/images/deb@v2\n",
+              "incremental receive: 'not currently mounted' is fine, it is mounted");
+    fake_reset();
+    qvm_err_clear(&err);
+    /* zfs recv fails: image.json is as before. */
+    reply(1, v1_only, NULL, 0);
+    put("2.sh", hook);
+    reply(2, NULL, "cannot receive incremental stream: invalid backup stream\n", 1);
+    CHECK(d->version_receive(&pool, "deb", "v2", "v1", in, &err) == -EIO &&
+          strstr(err.msg, "zfs recv -F tank/qvm/images/deb@v2: cannot receive incremental stream"),
+          "a failed incremental zfs recv: %s", err.msg);
+    CHECK_LOG("zfs|get|-Hp|-r|-o|name,property,value|createtxg,mounted|tank/qvm/images/deb\n"
+              "zfs|recv|-F|tank/qvm/images/deb@v2\n", "... nothing else runs");
+    CHECK_FILE(meta, "receiver", "... and image.json is the receiver's");
+    unlink(disk);
+    fake_reset();
+    qvm_err_clear(&err);
+    /* Received without disk.raw: the new snapshot goes again. */
+    reply(1, v1_only, NULL, 0);
+    char *hook2 = xasprintf("printf sender >'%s'\n", meta);
+    put("2.sh", hook2);
+    free(hook2);
+    CHECK(d->version_receive(&pool, "deb", "v2", "v1", in, &err) == -EINVAL &&
+          strstr(err.msg, "holds no disk.raw"), "an incremental stream without disk.raw: %s", err.msg);
+    CHECK_LOG("zfs|get|-Hp|-r|-o|name,property,value|createtxg,mounted|tank/qvm/images/deb\n"
+              "zfs|recv|-F|tank/qvm/images/deb@v2\n"
+              "zfs|unmount|tank/qvm/images/deb\nzfs|mount|tank/qvm/images/deb\n"
+              "zfs|destroy|tank/qvm/images/deb@v2\n", "... its snapshot is destroyed");
+    CHECK_FILE(meta, "receiver", "... and image.json is the receiver's");
+    CHECK(!qvm_path_exists(disk), "... and the live disk.raw goes with the version");
+    fake_reset();
+    qvm_err_clear(&err);
+
+    /* Incremental refusals, before zfs recv. */
+    reply(1, "tank/qvm/images/deb\tcreatetxg\t50\ntank/qvm/images/deb\tmounted\tyes\n"
+          "tank/qvm/images/deb@v3\tcreatetxg\t90\ntank/qvm/images/deb@v1\tcreatetxg\t60\n"
+          "tank/qvm/images/deb@v2\tcreatetxg\t70\n", NULL, 0);
+    CHECK(d->version_receive(&pool, "deb", "v4", "v1", in, &err) == -EEXIST &&
+          strstr(err.msg, "the stream holds the changes since v1, but image 'deb' has newer "
+                 "versions here (v2, v3): zfs applies a stream only onto the newest version, and "
+                 "forcing it would destroy them; send deb@v4 as the changes since v3"),
+          "a base that is not the newest version is refused, naming the newer ones: %s", err.msg);
+    CHECK_LOG("zfs|get|-Hp|-r|-o|name,property,value|createtxg,mounted|tank/qvm/images/deb\n",
+              "... before zfs recv -F could destroy them");
+    fake_reset();
+    qvm_err_clear(&err);
+    reply(1, v1_only, NULL, 0);
+    CHECK(d->version_receive(&pool, "deb", "v2", "v7", in, &err) == -ENOENT &&
+          strstr(err.msg, "image 'deb' has no version v7 to apply the stream to"),
+          "a missing base: %s", err.msg);
+    fake_reset();
+    qvm_err_clear(&err);
+    reply(1, v1_only, NULL, 0);
+    CHECK(d->version_receive(&pool, "deb", "v1", "v1", in, &err) == -EEXIST &&
+          strstr(err.msg, "version v1 of image 'deb' already exists"), "an existing version: %s",
+          err.msg);
+    fake_reset();
+    qvm_err_clear(&err);
+    reply(1, NULL, "cannot open 'tank/qvm/images/deb': dataset does not exist\n", 1);
+    CHECK(d->version_receive(&pool, "deb", "v2", "v1", in, &err) == -ENOENT &&
+          strstr(err.msg, "has no version v1"), "no image dataset: %s", err.msg);
+    CHECK_LOG("zfs|get|-Hp|-r|-o|name,property,value|createtxg,mounted|tank/qvm/images/deb\n",
+              "... one zfs get");
+    fake_reset();
+    qvm_err_clear(&err);
+
+    /* version_destroy after a receive that was killed. */
+    reply(1, "tank/qvm/images/deb:recv\ttype\tfilesystem\n", NULL, 0);
+    reply(2, "tank/qvm/images/deb\ttype\tfilesystem\n", NULL, 0);
+    reply(4, "tank/qvm/images/deb\tcreatetxg\t50\n", NULL, 0);
+    reply(5, "tank/qvm\torigin\t-\n", NULL, 0);
+    CHECK(d->version_destroy(&pool, "deb", "v1", &err) == 0, "version_destroy, stale staging %s",
+          err.msg);
+    CHECK_LOG("zfs|get|-Hp|-o|name,property,value|type|tank/qvm/images/deb:recv\n"
+              "zfs|get|-Hp|-o|name,property,value|type|tank/qvm/images/deb\n"
+              "zfs|destroy|-r|tank/qvm/images/deb:recv\n"
+              "zfs|get|-Hp|-r|-o|name,property,value|createtxg|tank/qvm/images/deb\n"
+              "zfs|get|-Hp|-r|-o|name,property,value|origin|tank/qvm\n"
+              "zfs|destroy|tank/qvm/images/deb@v1\n",
+              "version_destroy: a staging dataset beside the image is destroyed");
+    fake_reset();
+    qvm_err_clear(&err);
+    reply(1, "tank/qvm/images/deb:recv\ttype\tfilesystem\n", NULL, 0);
+    reply(2, NULL, missing_err, 1);
+    reply(5, "tank/qvm/images/deb\tcreatetxg\t50\ntank/qvm/images/deb@v1\tcreatetxg\t60\n",
+          NULL, 0);
+    reply(6, "tank/qvm\torigin\t-\n", NULL, 0);
+    CHECK(d->version_destroy(&pool, "deb", "v1", &err) == 0, "version_destroy, killed mid-swap %s",
+          err.msg);
+    CHECK_LOG("zfs|get|-Hp|-o|name,property,value|type|tank/qvm/images/deb:recv\n"
+              "zfs|get|-Hp|-o|name,property,value|type|tank/qvm/images/deb\n"
+              "zfs|rename|tank/qvm/images/deb:recv|tank/qvm/images/deb\n"
+              "zfs|mount|tank/qvm/images/deb\n"
+              "zfs|get|-Hp|-r|-o|name,property,value|createtxg|tank/qvm/images/deb\n"
+              "zfs|get|-Hp|-r|-o|name,property,value|origin|tank/qvm\n"
+              "zfs|destroy|tank/qvm/images/deb@v1\n",
+              "version_destroy: killed between destroying the image's dataset and the rename, "
+              "the staging dataset is put in its place, then the version goes");
+    fake_reset();
+    qvm_err_clear(&err);
+    /* The live disk.raw holds the newest version: it goes with that one,
+     * never with an older one or one that is not there (the undo of a
+     * receive that was refused). */
+    const char *v12 = "tank/qvm/images/deb\tcreatetxg\t50\ntank/qvm/images/deb@v2\tcreatetxg\t70\n"
+                      "tank/qvm/images/deb@v1\tcreatetxg\t60\n";
+    static const struct { const char *version; bool goes; } cases[] = {
+        { "v1", false }, { "v2", true }, { "v3", false },
+    };
+    for (size_t i = 0; i < 3; i++) {
+        put_file(disk, "newest");
+        reply(1, NULL, missing_err, 1);
+        reply(2, v12, NULL, 0);
+        reply(3, "tank/qvm\torigin\t-\n", NULL, 0);
+        CHECK(d->version_destroy(&pool, "deb", cases[i].version, &err) == 0 &&
+              qvm_path_exists(disk) == !cases[i].goes,
+              "version_destroy %s: the live disk.raw %s", cases[i].version,
+              cases[i].goes ? "goes" : "stays");
+        fake_reset();
+        qvm_err_clear(&err);
+    }
+
+    /* Commit: the VM's disk is written into the live disk.raw where it
+     * differs, then snapshotted. */
+    char *vmdisk = xasprintf("%s/vms/web/disk0/disk.raw", mnt);
+    char *vmdir = xasprintf("%s/vms/web/disk0", mnt);
+    qvm_mkdir_p(vmdir, 0755, NULL);
+    {
+        size_t rec = 128 * 1024, n = 5 * rec + 1000;
+        char *buf = xmalloc(n);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = (char)(i * 7 + 1);
+        qvm_write_file_atomic(disk, buf, 3 * rec, 0644, NULL);   /* the newest version: 3 records */
+        memset(buf + rec, 0, rec);                              /* record 1 zeroed */
+        buf[2 * rec + 5] ^= 1;                                  /* record 2 changed */
+        qvm_write_file_atomic(vmdisk, buf, n, 0644, NULL);       /* grown to 5 records + 1000 */
+        struct stat before, after;
+        stat(disk, &before);
+        reply(1, NULL, missing_err, 1);
+        CHECK(d->version_from_disk(&pool, "deb", "v3", "web", "disk0", NULL, &err) == 0,
+              "version_from_disk %s", err.msg);
+        CHECK(stat(disk, &after) == 0 && after.st_ino == before.st_ino,
+              "the same file was written into (not a new copy renamed over it)");
+        char *got = NULL;
+        size_t len = 0;
+        CHECK(qvm_read_file(disk, 1 << 20, &got, &len, NULL) == 0 && len == n &&
+              memcmp(got, buf, n) == 0, "the live disk.raw now holds the VM's disk, byte for byte");
+        free(got);
+        free(buf);
+        char *want = xasprintf("zfs|get|-Hp|-o|name,property,value|type|tank/qvm/images/deb@v3\n"
+                               "zfs|snapshot|-o|qvm:virtual-size=%zu|tank/qvm/images/deb@v3\n", n);
+        CHECK_LOG(want, "commit: the version is the snapshot of the changed live disk.raw");
+        free(want);
+        fake_reset();
+        qvm_err_clear(&err);
+        /* The snapshot fails: the live disk.raw holds no version and goes. */
+        reply(1, NULL, missing_err, 1);
+        reply(2, NULL, "cannot create snapshot 'tank/qvm/images/deb@v3': out of space\n", 1);
+        CHECK(d->version_from_disk(&pool, "deb", "v3", "web", "disk0", NULL, &err) == -EIO &&
+              !qvm_path_exists(disk), "a failed commit unlinks the live disk.raw: %s", err.msg);
+        fake_reset();
+        qvm_err_clear(&err);
+    }
+    free(vmdisk);
+    free(vmdir);
+
+    reply(1, "tank/qvm\torigin\t-\n", NULL, 0);
+    CHECK(d->image_destroy(&pool, "deb", &err) == 0, "image_destroy %s", err.msg);
+    CHECK_LOG("zfs|get|-Hp|-r|-o|name,property,value|origin|tank/qvm\n"
+              "zfs|destroy|-r|tank/qvm/images/deb\n"
+              "zfs|destroy|-r|tank/qvm/images/deb:recv\n",
+              "image_destroy: the image, then a staging dataset beside it");
+    fake_reset();
+    qvm_err_clear(&err);
+
+    close(in);
+    free(hook);
+    free(stage_rows);
+    qvm_rm_rf(mnt, NULL);
+    unlink(stream);
+    free(stream);
+    free(mnt);
+    free(idir);
+    free(sdir);
+    free(meta);
+    free(smeta);
+    free(disk);
+    free(sdisk);
+    qvm_pool_release(&pool);
+}
+
+static void test_streams_zvol(void)
+{
+    struct qvm_pool pool;
+    struct qvm_error err = { 0 };
+    const struct qvm_storage_driver *d = &qvm_storage_zfs;
+    open_pool("zvol", &pool);
+    int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    CHECK(d->version_send(&pool, "deb", "v2", "v1", fd, &err) == 0, "zvol version_send %s", err.msg);
+    CHECK_LOG("zfs|send|-i|@v1|tank/qvm/images/deb/disk@v2\n", "zvol send: the zvol's snapshot");
+    fake_reset();
+    qvm_err_clear(&err);
+
+    /* Full stream, new image: no zvol yet; received beside it, renamed. */
+    reply(1, NULL, missing_err, 1);
+    reply(2, NULL, "cannot open 'tank/qvm/images/deb/disk': dataset does not exist\n", 1);
+    reply(4, "tank/qvm/images/deb/disk:recv\ttype\tvolume\n"
+          "tank/qvm/images/deb/disk:recv\tvolsize\t2147483648\n"
+          "tank/qvm/images/deb/disk:recv@v1\ttype\tsnapshot\n"
+          "tank/qvm/images/deb/disk:recv@v1\tvolsize\t2147483648\n", NULL, 0);
+    CHECK(d->version_receive(&pool, "deb", "v1", NULL, fd, &err) == 0, "zvol full receive %s",
+          err.msg);
+    CHECK_LOG("zfs|destroy|-r|tank/qvm/images/deb/disk:recv\n"
+              "zfs|get|-Hp|-r|-o|name,property,value|createtxg|tank/qvm/images/deb/disk\n"
+              "zfs|recv|tank/qvm/images/deb/disk:recv@v1\n"
+              "zfs|get|-Hp|-r|-o|name,property,value|type,volsize|tank/qvm/images/deb/disk:recv\n"
+              "zfs|rename|tank/qvm/images/deb/disk:recv|tank/qvm/images/deb/disk\n",
+              "zvol full receive: staging zvol, checked, renamed (nothing to mount, no size to set)");
+    fake_reset();
+    qvm_err_clear(&err);
+    /* A zvol without versions is replaced. */
+    reply(1, NULL, missing_err, 1);
+    reply(2, "tank/qvm/images/deb/disk\tcreatetxg\t40\n", NULL, 0);
+    reply(4, "tank/qvm/images/deb/disk:recv\ttype\tvolume\n"
+          "tank/qvm/images/deb/disk:recv@v1\ttype\tsnapshot\n"
+          "tank/qvm/images/deb/disk:recv@v1\tvolsize\t2147483648\n", NULL, 0);
+    CHECK(d->version_receive(&pool, "deb", "v1", NULL, fd, &err) == 0, "zvol full receive over a "
+          "version-less zvol %s", err.msg);
+    CHECK_LOG("zfs|destroy|-r|tank/qvm/images/deb/disk:recv\n"
+              "zfs|get|-Hp|-r|-o|name,property,value|createtxg|tank/qvm/images/deb/disk\n"
+              "zfs|recv|tank/qvm/images/deb/disk:recv@v1\n"
+              "zfs|get|-Hp|-r|-o|name,property,value|type,volsize|tank/qvm/images/deb/disk:recv\n"
+              "zfs|destroy|tank/qvm/images/deb/disk\n"
+              "zfs|rename|tank/qvm/images/deb/disk:recv|tank/qvm/images/deb/disk\n",
+              "... the old zvol destroyed first (no -r)");
+    fake_reset();
+    qvm_err_clear(&err);
+    /* A filesystem's stream into a zvol-mode pool. */
+    reply(1, NULL, missing_err, 1);
+    reply(2, NULL, missing_err, 1);
+    reply(4, "tank/qvm/images/deb/disk:recv\ttype\tfilesystem\n"
+          "tank/qvm/images/deb/disk:recv@v1\ttype\tsnapshot\n", NULL, 0);
+    CHECK(d->version_receive(&pool, "deb", "v1", NULL, fd, &err) == -EINVAL &&
+          strstr(err.msg, "the stream holds a zfs filesystem, but pool 't' (mode zvol) keeps images "
+                 "as volumes: receive it into a zfs pool in mode dataset"),
+          "a dataset-mode stream is refused by a zvol pool: %s", err.msg);
+    CHECK_LOG("zfs|destroy|-r|tank/qvm/images/deb/disk:recv\n"
+              "zfs|get|-Hp|-r|-o|name,property,value|createtxg|tank/qvm/images/deb/disk\n"
+              "zfs|recv|tank/qvm/images/deb/disk:recv@v1\n"
+              "zfs|get|-Hp|-r|-o|name,property,value|type,volsize|tank/qvm/images/deb/disk:recv\n"
+              "zfs|destroy|-r|tank/qvm/images/deb/disk:recv\n", "... and the staging dataset goes");
+    fake_reset();
+    qvm_err_clear(&err);
+    reply(2, "tank/qvm/images/deb/disk\tcreatetxg\t40\ntank/qvm/images/deb/disk@v1\tcreatetxg\t41\n",
+          NULL, 0);
+    reply(1, NULL, missing_err, 1);
+    CHECK(d->version_receive(&pool, "deb", "v2", NULL, fd, &err) == -EEXIST &&
+          strstr(err.msg, "has versions in this pool already (v1)"), "zvol: full onto versions: %s",
+          err.msg);
+    fake_reset();
+    qvm_err_clear(&err);
+
+    /* Incremental. */
+    reply(1, "tank/qvm/images/deb/disk\tcreatetxg\t40\ntank/qvm/images/deb/disk@v1\tcreatetxg\t41\n",
+          NULL, 0);
+    CHECK(d->version_receive(&pool, "deb", "v2", "v1", fd, &err) == 0, "zvol incremental %s",
+          err.msg);
+    CHECK_LOG("zfs|get|-Hp|-r|-o|name,property,value|createtxg|tank/qvm/images/deb/disk\n"
+              "zfs|recv|-F|tank/qvm/images/deb/disk@v2\n",
+              "zvol incremental receive: versions, then recv -F onto the zvol");
+    fake_reset();
+    qvm_err_clear(&err);
+    reply(1, "tank/qvm\torigin\t-\n", NULL, 0);
+    CHECK(d->image_destroy(&pool, "deb", &err) == 0, "zvol image_destroy");
+    CHECK_LOG("zfs|get|-Hp|-r|-o|name,property,value|origin|tank/qvm\n"
+              "zfs|destroy|-r|tank/qvm/images/deb\n",
+              "zvol image_destroy: the staging zvol is inside the image");
+    fake_reset();
+    qvm_err_clear(&err);
+    close(fd);
     qvm_pool_release(&pool);
 }
 
@@ -725,6 +1306,8 @@ int main(void)
     test_pool_open();
     test_dataset_mode();
     test_zvol_mode(src);
+    test_streams_dataset();
+    test_streams_zvol();
 
     fake_reset();
     unlink(src);

@@ -12,6 +12,7 @@
  *   DATASET/images/NAME@v1     version v1: disk.raw (user property qvm:virtual-size)
  *   DATASET/vms/VM             MOUNT/vms/VM: vm.json, vm.yaml, seed.iso, console.log
  *   DATASET/vms/VM/disk0       clone of NAME@v1: MOUNT/vms/VM/disk0/disk.raw
+ *   DATASET/images/NAME:recv   a full stream while it is received (streams, below)
  *
  * zvol (seed 000): the data is a zvol (volblocksize 16K, refreservation
  * none) under the image's filesystem; a VM disk is a zvol clone:
@@ -19,11 +20,11 @@
  *   DATASET/vms/VM/disk0       its clone, /dev/zvol/DATASET/vms/VM/disk0
  *
  * Versions are snapshots and never change. The live disk.raw exists only
- * while a version is written; the live zvol keeps the newest version's
- * blocks (shared with its snapshot) until the image is destroyed. Never -R and never
- * promote (seed 004): a clone pins its origin, so destroying an image that
- * VM disks were cloned from is refused with their names, and VM data is
- * never destroyed or stranded to make room.
+ * while a version is written or received; the live zvol keeps the newest
+ * version's blocks (shared with its snapshot) until the image is destroyed.
+ * Never -R and never promote (seed 004): a clone pins its origin, so
+ * destroying an image that VM disks were cloned from is refused with their
+ * names, and VM data is never destroyed or stranded to make room.
  *
  * Reads use `zfs get -Hp -o name,property,value`: OpenZFS and zfs-fuse both
  * have it, whereas zfs-fuse's `zfs list` has no -p. Existence is asked of
@@ -35,6 +36,7 @@
 #include <stdarg.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +54,7 @@
 #define ZFS_ROWS_MAX 1000000
 #define DESTROY_TRIES 50           /* x 100 ms: see zfs_destroy */
 #define DEVICE_WAIT_MS 10000
+#define SHARE_RECORD (128u * 1024)   /* see copy_changed */
 
 /* ---------------------------------------------------------------- argv */
 
@@ -179,6 +182,68 @@ char **qvm_zfs_argv_destroy(const char *dataset, bool recursive)
     if (recursive)
         argvb_add(&b, "-r");
     argvb_add(&b, dataset);
+    return b.v;
+}
+
+char **qvm_zfs_argv_send(const char *snapshot, const char *from)
+{
+    struct argvb b = { 0 };
+    argvb_add(&b, "zfs");
+    argvb_add(&b, "send");
+    if (from) {
+        argvb_add(&b, "-i");
+        argvb_addf(&b, "@%s", from);
+    }
+    argvb_add(&b, snapshot);
+    return b.v;
+}
+
+char **qvm_zfs_argv_receive(const char *snapshot, bool force)
+{
+    struct argvb b = { 0 };
+    argvb_add(&b, "zfs");
+    argvb_add(&b, "recv");
+    if (force)
+        argvb_add(&b, "-F");
+    argvb_add(&b, snapshot);
+    return b.v;
+}
+
+char **qvm_zfs_argv_rename(const char *from, const char *to)
+{
+    struct argvb b = { 0 };
+    argvb_add(&b, "zfs");
+    argvb_add(&b, "rename");
+    argvb_add(&b, from);
+    argvb_add(&b, to);
+    return b.v;
+}
+
+char **qvm_zfs_argv_mount(const char *dataset)
+{
+    struct argvb b = { 0 };
+    argvb_add(&b, "zfs");
+    argvb_add(&b, "mount");
+    argvb_add(&b, dataset);
+    return b.v;
+}
+
+char **qvm_zfs_argv_unmount(const char *dataset)
+{
+    struct argvb b = { 0 };
+    argvb_add(&b, "zfs");
+    argvb_add(&b, "unmount");
+    argvb_add(&b, dataset);
+    return b.v;
+}
+
+char **qvm_zfs_argv_set_virtual_size(const char *snapshot, uint64_t size)
+{
+    struct argvb b = { 0 };
+    argvb_add(&b, "zfs");
+    argvb_add(&b, "set");
+    argvb_addf(&b, "%s=%llu", QVM_ZFS_SIZE_PROP, (unsigned long long)size);
+    argvb_add(&b, snapshot);
     return b.v;
 }
 
@@ -360,6 +425,61 @@ char **qvm_zfs_clones_of(const struct qvm_zfs_rows *rows, const char *origin, co
     return v;
 }
 
+struct snap_txg {
+    char *name;
+    uint64_t txg;
+};
+
+static int snap_txg_cmp(const void *a, const void *b)
+{
+    const struct snap_txg *x = a, *y = b;
+    return x->txg < y->txg ? -1 : x->txg > y->txg;
+}
+
+/* `zfs get -Hp -r -o name,property,value createtxg tank/qvm/images/img`:
+ *   tank/qvm/images/img	createtxg	104
+ *   tank/qvm/images/img@v1	createtxg	31
+ *   tank/qvm/images/img@v2	createtxg	133
+ * The transaction group orders snapshots exactly; creation has whole
+ * seconds. */
+int qvm_zfs_snapshots(const struct qvm_zfs_rows *rows, const char *dataset, char ***ret,
+                      size_t *ret_n, struct qvm_error *err)
+{
+    size_t dlen = strlen(dataset), n = 0;
+    struct snap_txg *v = NULL;
+    int r = 0;
+    for (size_t i = 0; i < rows->n && r == 0; i++) {
+        const struct qvm_zfs_row *row = &rows->v[i];
+        if (strcmp(row->property, "createtxg") != 0 || strncmp(row->name, dataset, dlen) != 0 ||
+            row->name[dlen] != '@')
+            continue;
+        uint64_t txg;
+        if (qvm_zfs_parse_size(row->value, &txg) < 0) {
+            r = qvm_err(err, EINVAL, "zfs get reported createtxg '%.40s' for %s", row->value,
+                        row->name);
+            break;
+        }
+        v = xrealloc(v, (n + 1) * sizeof *v);
+        v[n].name = xstrdup(row->name + dlen + 1);
+        v[n++].txg = txg;
+    }
+    char **names = NULL;
+    if (r == 0 && n) {
+        qsort(v, n, sizeof *v, snap_txg_cmp);
+        names = xmalloc(n * sizeof *names);
+        for (size_t i = 0; i < n; i++)
+            names[i] = v[i].name;
+    } else {
+        for (size_t i = 0; i < n; i++)
+            free(v[i].name);
+        n = 0;
+    }
+    free(v);
+    *ret = names;
+    *ret_n = n;
+    return r;
+}
+
 /* `zfs get -p` prints sizes as plain byte counts: "67108864". */
 int qvm_zfs_parse_size(const char *value, uint64_t *ret)
 {
@@ -458,12 +578,13 @@ static void zfs_out_release(struct zfs_out *o)
  * carries all of zfs's words (it explains over several lines), or says how
  * to reach ZFS when it cannot be reached; RET (optional) receives stdout,
  * stderr and what kind of failure it was. */
-static int zfs_run(char **argv, size_t max_output, struct zfs_out *ret, struct qvm_error *err)
+static int zfs_run_opts(char **argv, const struct qvm_run_opts *opts, struct zfs_out *ret,
+                        struct qvm_error *err)
 {
-    struct qvm_run_opts opts = { .timeout_ms = ZFS_TIMEOUT_MS, .max_output = max_output };
+    size_t max_output = opts->max_output;
     struct qvm_run_result res = { 0 };
     struct qvm_error e = { 0 };
-    int r = qvm_run((const char *const *)argv, &opts, &res, &e);
+    int r = qvm_run((const char *const *)argv, opts, &res, &e);
     enum qvm_zfs_failure fail = QVM_ZFS_FAIL_OTHER;
     if (r == 0 && max_output && res.out_len >= max_output)
         r = qvm_err(err, E2BIG, "zfs printed more than %zu bytes; qvm cannot read it all",
@@ -519,6 +640,12 @@ static int zfs_run(char **argv, size_t max_output, struct zfs_out *ret, struct q
     return r;
 }
 
+static int zfs_run(char **argv, size_t max_output, struct zfs_out *ret, struct qvm_error *err)
+{
+    struct qvm_run_opts opts = { .timeout_ms = ZFS_TIMEOUT_MS, .max_output = max_output };
+    return zfs_run_opts(argv, &opts, ret, err);
+}
+
 /* zfs get -Hp -o name,property,value PROPS DATASETS..., parsed. *ret_fail
  * (optional) says why it failed. */
 static int zfs_get(const char *props, const char *const datasets[], bool recursive,
@@ -569,6 +696,34 @@ static int zfs_exists(const char *dataset, struct qvm_error *err)
     return r;
 }
 
+/* Runs ARGV until zfs stops saying "busy" (DESTROY_TRIES x 100 ms; see
+ * zfs_destroy). */
+static int zfs_run_busy(char **argv, struct zfs_out *o, struct qvm_error *err)
+{
+    int r;
+    for (int i = 0;; i++) {
+        zfs_out_release(o);
+        r = zfs_run(argv, 0, o, err);
+        if (r == 0 || o->fail != QVM_ZFS_FAIL_BUSY || i + 1 == DESTROY_TRIES)
+            break;
+        nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
+    }
+    if (r == 0)
+        qvm_err_clear(err);        /* a busy try before */
+    return r;
+}
+
+/* zfs_simple, retrying "busy" as zfs_destroy does: the unmounts, renames
+ * and mounts of a receive meet zfs-fuse's asynchronous unmounts too. */
+static int zfs_simple_busy(char **argv, struct qvm_error *err)
+{
+    struct zfs_out o = { 0 };
+    int r = zfs_run_busy(argv, &o, err);
+    zfs_out_release(&o);
+    qvm_zfs_argv_free(argv);
+    return r;
+}
+
 /* Destroys DATASET (with -r its children and snapshots); missing is
  * success. zfs-fuse unmounts asynchronously: a destroy right after a create
  * or a clone (a rollback) first fails with "dataset is busy" and succeeds on
@@ -582,14 +737,7 @@ static int zfs_destroy(const char *dataset, bool recursive, enum qvm_zfs_failure
 {
     char **argv = qvm_zfs_argv_destroy(dataset, recursive);
     struct zfs_out o = { 0 };
-    int r;
-    for (int i = 0;; i++) {
-        zfs_out_release(&o);
-        r = zfs_run(argv, 0, &o, err);
-        if (r == 0 || o.fail != QVM_ZFS_FAIL_BUSY || i + 1 == DESTROY_TRIES)
-            break;
-        nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
-    }
+    int r = zfs_run_busy(argv, &o, err);
     if (r < 0 && o.fail == QVM_ZFS_FAIL_MISSING) {
         qvm_err_clear(err);
         r = 0;
@@ -622,6 +770,15 @@ static char *image_data_ds(const struct qvm_pool *pool, const char *image)
 {
     return is_zvol(pool) ? xasprintf("%s/images/%s/disk", pool->dataset, image)
                          : image_ds(pool, image);
+}
+
+/* Where a full stream of IMAGE is received (QVM_ZFS_RECV_SUFFIX). */
+static char *stage_ds(const struct qvm_pool *pool, const char *image)
+{
+    char *data = image_data_ds(pool, image);
+    char *s = xasprintf("%s%s", data, QVM_ZFS_RECV_SUFFIX);
+    free(data);
+    return s;
 }
 
 static char *vm_ds(const struct qvm_pool *pool, const char *vm)
@@ -809,14 +966,116 @@ static int snapshot_missing(const char *snap, const char *image, const char *ver
     return r;
 }
 
+static ssize_t pread_full(int fd, char *buf, size_t len, uint64_t off)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(fd, buf + got, len - got, (off_t)(off + got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -1 : (ssize_t)got;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+static int pwrite_full(int fd, const char *buf, size_t len, uint64_t off)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pwrite(fd, buf + done, len - done, (off_t)(off + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+static bool all_zero(const char *p, size_t n)
+{
+    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/* Makes DST (the live disk.raw, or the image's zvol: either holds the
+ * newest version, sharing its blocks with that snapshot) hold the raw file
+ * SRC by writing only the records (ZFS's default recordsize, 128 KiB) that
+ * differ. The next snapshot then shares every unchanged record with the
+ * newest one, and an incremental zfs send between them carries only the
+ * change: a VM that wrote 1 MiB commits a version whose stream is 1 MiB.
+ * (ZFS has no reflink, and rewriting equal data makes new blocks, so a
+ * full copy would share nothing.) A record that became zeros is punched
+ * out where the file system can (zfs-fuse cannot: "keep size mode is
+ * unsupported"), else written. *RET_SIZE: SRC's size; a file DST is
+ * truncated to it. */
+static int copy_changed(const char *src, const char *dst, bool to_device, uint64_t *ret_size,
+                        struct qvm_error *err)
+{
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return qvm_err_errno(err, errno, "cannot open %s", src);
+    int out = open(dst, O_RDWR | O_CLOEXEC | (to_device ? 0 : O_NOFOLLOW));
+    if (out < 0) {
+        int e = errno;
+        close(in);
+        return qvm_err_errno(err, e, "cannot open %s", dst);
+    }
+    struct stat st, dt;
+    int r = 0;
+    if (fstat(in, &st) < 0 || fstat(out, &dt) < 0)
+        r = qvm_err_errno(err, errno, "cannot stat %s or %s", src, dst);
+    else if (!S_ISREG(st.st_mode) || (to_device ? !S_ISBLK(dt.st_mode) : !S_ISREG(dt.st_mode)))
+        r = qvm_err(err, EINVAL, "%s or %s is not a %s", src, dst,
+                    to_device ? "raw file and a block device" : "regular file");
+    else if (!to_device && dt.st_size != st.st_size && ftruncate(out, st.st_size) < 0)
+        r = qvm_err_errno(err, errno, "cannot resize %s", dst);
+    uint64_t size = r == 0 ? (uint64_t)st.st_size : 0;
+    char *a = xmalloc(SHARE_RECORD), *b = xmalloc(SHARE_RECORD);
+    for (uint64_t off = 0; r == 0 && off < size; off += SHARE_RECORD) {
+        size_t n = size - off < SHARE_RECORD ? (size_t)(size - off) : SHARE_RECORD;
+        ssize_t na = pread_full(in, a, n, off), nb = pread_full(out, b, n, off);
+        if (na != (ssize_t)n)
+            r = na < 0 ? qvm_err_errno(err, errno, "cannot read %s", src)
+                       : qvm_err(err, EIO, "%s changed size while it was copied", src);
+        else if (nb != (ssize_t)n)
+            r = nb < 0 ? qvm_err_errno(err, errno, "cannot read %s", dst)
+                       : qvm_err(err, ENOSPC, "%s is smaller than %s", dst, src);
+        else if (memcmp(a, b, n) == 0)
+            continue;
+        else if (all_zero(a, n) &&
+                 fallocate(out, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+                           (off_t)n) == 0 &&
+                 pread_full(out, b, n, off) == (ssize_t)n && all_zero(b, n))
+            continue;          /* (a punch that left data is written over below) */
+        else if (pwrite_full(out, a, n, off) < 0)
+            r = qvm_err_errno(err, errno, "cannot write %s", dst);
+    }
+    free(a);
+    free(b);
+    if (r == 0 && fsync(out) < 0)
+        r = qvm_err_errno(err, errno, "cannot sync %s", dst);
+    if (r == 0)
+        *ret_size = size;
+    close(in);
+    close(out);
+    return r;
+}
+
 /* Dataset mode: the raw file is written as disk.raw.part beside image.json
  * (doctor finds a partial copy by that name), synced, renamed to disk.raw,
- * and the version is the snapshot of the dataset holding it. Then the live
- * disk.raw is unlinked: the snapshot holds the data, and a version whose
- * snapshot is destroyed (retired) then frees its space. */
+ * and the version is the snapshot of the dataset holding it. The live
+ * disk.raw stays: it holds the newest version, all of its blocks shared
+ * with that snapshot, so it costs no space, and the next version made from
+ * a VM's disk (SHARE) is written into it record by record where it
+ * differs (copy_changed) instead. It is a cache, never read as a version:
+ * a failed commit and the removal of the newest version unlink it, so it
+ * keeps no space of its own (but for the records a commit killed half way
+ * through wrote, until the next commit). */
 static int dataset_version_import(const struct qvm_pool *pool, const char *image,
                                   const char *version, const char *src, const char *src_format,
-                                  struct qvm_ui *ui, struct qvm_error *err)
+                                  bool share, struct qvm_ui *ui, struct qvm_error *err)
 {
     char *ds = image_ds(pool, image);
     char *snap = xasprintf("%s@%s", ds, version);
@@ -824,21 +1083,32 @@ static int dataset_version_import(const struct qvm_pool *pool, const char *image
     char *dst = xasprintf("%s/%s", dir, QVM_ZFS_DISK_FILE);
     char *part = xasprintf("%s.part", dst);
     uint64_t size = 0;
+    struct stat st;
+    bool changed = false;
     int r = snapshot_missing(snap, image, version, err);
-    if (r == 0)
+    if (r == 0 && share && strcmp(src_format, "raw") == 0 && lstat(dst, &st) == 0 &&
+        S_ISREG(st.st_mode)) {
+        changed = true;
+        r = copy_changed(src, dst, false, &size, err);
+    } else if (r == 0) {
         r = run_convert(src, src_format, part, false, ui, err);
-    if (r == 0)
-        r = sync_file(part, &size, err);
-    if (r == 0 && rename(part, dst) < 0)
-        r = qvm_err_errno(err, errno, "cannot rename %s to %s", part, dst);
+        if (r == 0)
+            r = sync_file(part, &size, err);
+        if (r == 0) {
+            changed = true;
+            if (rename(part, dst) < 0)
+                r = qvm_err_errno(err, errno, "cannot rename %s to %s", part, dst);
+        }
+    }
     if (r == 0)
         r = qvm_fsync_dir(dir, err);
     if (r == 0)
         r = zfs_simple(qvm_zfs_argv_snapshot(snap, size), NULL, err);
-    if (r == 0)
-        unlink(dst);           /* on failure it only holds space until the next version */
-    if (r < 0)
+    if (r < 0) {
         unlink(part);
+        if (changed)
+            unlink(dst);        /* it holds what no version holds */
+    }
     free(ds);
     free(snap);
     free(dir);
@@ -862,17 +1132,18 @@ static int wait_for_device(const char *path, struct qvm_error *err)
 
 /* Zvol mode (seed 000, 3.1.1): the image's zvol DATASET/images/NAME/disk
  * (volblocksize 16K, refreservation none) is made on the first import and
- * resized for later ones; the data is written into its block device and
- * the version is its snapshot. */
+ * resized for later ones; the data is written into its block device (a
+ * VM's raw disk, SHARE, only where it differs: see copy_changed) and the
+ * version is its snapshot. */
 static int zvol_version_import(const struct qvm_pool *pool, const char *image,
                                const char *version, const char *src, const char *src_format,
-                               struct qvm_ui *ui, struct qvm_error *err)
+                               bool share, struct qvm_ui *ui, struct qvm_error *err)
 {
     char *zvol = image_data_ds(pool, image);
     char *snap = xasprintf("%s@%s", zvol, version);
     char *dev = zvol_dev(zvol);
     bool created = false;
-    uint64_t size = 0;
+    uint64_t size = 0, copied = 0;
     int r = snapshot_missing(snap, image, version, err);
     if (r == 0)
         r = qvm_image_file_probe(src, src_format, &size, NULL, err);
@@ -886,7 +1157,9 @@ static int zvol_version_import(const struct qvm_pool *pool, const char *image,
     }
     if (r == 0)
         r = wait_for_device(dev, err);
-    if (r == 0)
+    if (r == 0 && share && !created && strcmp(src_format, "raw") == 0)
+        r = copy_changed(src, dev, true, &copied, err);
+    else if (r == 0)
         r = run_convert(src, src_format, dev, true, ui, err);
     if (r == 0)
         r = zfs_simple(qvm_zfs_argv_snapshot(snap, 0), NULL, err);
@@ -905,8 +1178,9 @@ static int zfs_version_import(const struct qvm_pool *pool, const char *image, co
                               const char *src, const char *src_format, struct qvm_ui *ui,
                               struct qvm_error *err)
 {
-    return is_zvol(pool) ? zvol_version_import(pool, image, version, src, src_format, ui, err)
-                         : dataset_version_import(pool, image, version, src, src_format, ui, err);
+    return is_zvol(pool)
+        ? zvol_version_import(pool, image, version, src, src_format, false, ui, err)
+        : dataset_version_import(pool, image, version, src, src_format, false, ui, err);
 }
 
 /* `zfs get -Hp -o name,property,value type,qvm:virtual-size tank/qvm/images/img@v1`:
@@ -949,6 +1223,435 @@ static int zfs_version_info(const struct qvm_pool *pool, const char *image, cons
     qvm_zfs_rows_release(&rows);
     free(props);
     free(snap);
+    free(data);
+    return r;
+}
+
+/* ------------------------------------------------------------- streams */
+
+/* Streams are zfs send streams ("zfs-send-1") of the snapshot that is the
+ * version, whole or (-i) as the changes since an older one. zfs send
+ * without -p carries no properties, so qvm:virtual-size does not travel:
+ * the receiver sets it from the received disk.raw (zvols carry volsize in
+ * the stream). zfs recv is atomic per snapshot: a stream cut short or
+ * damaged (zfs checks the stream's own checksums too) makes nothing.
+ *
+ * image.json lives in the live dataset of a dataset-mode image, and a
+ * received dataset holds the sender's files as of the snapshot (its
+ * image.json and disk.raw). So a full stream is
+ * received into the staging dataset DATA:recv, checked, given the
+ * version's size and tidied (the sender's image.json goes, the image.json
+ * of a version-less image comes in; disk.raw stays as the newest version's,
+ * see dataset_version_import), then renamed into the place of the image's
+ * empty dataset. An incremental stream can only be received onto the image
+ * itself (zfs recv -F: the receiver's image.json, written after the base
+ * snapshot, is rolled back, to the sender's); the image is remounted and
+ * its image.json put back right after. (core/ rewrites it next, and its
+ * journal's undo of the version leaves it as put back.)
+ *
+ * zfs-fuse renames no mounted filesystem ("dataset is busy"), so the
+ * staging dataset is unmounted first and the image mounted after; its zfs
+ * recv has no -u, so received datasets are mounted by zfs recv itself. */
+
+#define STREAM_TIMEOUT_MS (24 * 60 * 60 * 1000)
+#define IMAGE_JSON "image.json"
+#define IMAGE_JSON_MAX (16u << 20)
+
+static int zfs_version_send(const struct qvm_pool *pool, const char *image, const char *version,
+                            const char *from, int out_fd, struct qvm_error *err)
+{
+    char *data = image_data_ds(pool, image);
+    char *snap = xasprintf("%s@%s", data, version);
+    char **argv = qvm_zfs_argv_send(snap, from);
+    struct qvm_run_opts opts = { .timeout_ms = STREAM_TIMEOUT_MS, .use_stdout_fd = true,
+                                 .stdout_fd = out_fd };
+    int r = zfs_run_opts(argv, &opts, NULL, err);
+    if (r < 0)
+        qvm_err_wrap(err, "cannot send version %s of image '%s'", version, image);
+    qvm_zfs_argv_free(argv);
+    free(snap);
+    free(data);
+    return r;
+}
+
+/* zfs recv [-F] SNAPSHOT from IN_FD (core's pipe). */
+static int zfs_receive(const char *snapshot, bool force, int in_fd, struct qvm_error *err)
+{
+    char **argv = qvm_zfs_argv_receive(snapshot, force);
+    struct qvm_run_opts opts = { .timeout_ms = STREAM_TIMEOUT_MS, .use_stdin_fd = true,
+                                 .stdin_fd = in_fd };
+    int r = zfs_run_opts(argv, &opts, NULL, err);
+    qvm_zfs_argv_free(argv);
+    return r;
+}
+
+/* The image's metadata in DIR as it is now, to be kept across a receive
+ * that replaces the dataset's files: *RET is NULL if there is none. */
+static int read_meta(const char *dir, char **ret, size_t *ret_len, struct qvm_error *err)
+{
+    char *meta = xasprintf("%s/%s", dir, IMAGE_JSON);
+    struct qvm_error e = { 0 };
+    int r = qvm_read_file(meta, IMAGE_JSON_MAX, ret, ret_len, &e);
+    if (r == -ENOENT) {
+        *ret = NULL;
+        *ret_len = 0;
+        r = 0;
+    } else if (r < 0) {
+        r = qvm_err(err, e.code, "%s", e.msg);
+    }
+    free(meta);
+    return r;
+}
+
+/* Puts image.json KEEP back into DIR if a failed receive changed it. */
+static void put_back_meta(const char *dir, const char *keep, size_t keep_len)
+{
+    char *now = NULL;
+    size_t len = 0;
+    if (keep && (read_meta(dir, &now, &len, NULL) < 0 || !now || len != keep_len ||
+                 memcmp(now, keep, len) != 0)) {
+        char *meta = xasprintf("%s/%s", dir, IMAGE_JSON);
+        qvm_write_file_atomic(meta, keep, keep_len, 0644, NULL);
+        free(meta);
+    }
+    free(now);
+}
+
+/* The size of the disk.raw a received dataset (mounted at DIR) holds: the
+ * version's virtual size, as dataset_version_import recorded it. */
+static int received_disk_size(const char *dir, uint64_t *ret, struct qvm_error *err)
+{
+    char *path = xasprintf("%s/%s", dir, QVM_ZFS_DISK_FILE);
+    struct stat st;
+    int r = 0;
+    int e = lstat(path, &st) < 0 ? errno : 0;
+    if (e && e != ENOENT)
+        r = qvm_err_errno(err, e, "cannot stat %s", path);
+    else if (e || !S_ISREG(st.st_mode) || st.st_size == 0)
+        r = qvm_err(err, EINVAL, "the stream holds no %s: it is not a version of a qvm image",
+                    QVM_ZFS_DISK_FILE);
+    else
+        *ret = (uint64_t)st.st_size;
+    free(path);
+    return r;
+}
+
+/* Leaves DIR, a received dataset's mountpoint, as an image's dataset is
+ * between versions: image.json KEEP (KEEP_LEN bytes; NULL: none), never
+ * the sender's; disk.raw, the received version's, stays (the newest
+ * version: see dataset_version_import) unless DROP_DISK (the version
+ * went again). */
+static int tidy_received(const char *dir, const char *keep, size_t keep_len, bool drop_disk,
+                         struct qvm_error *err)
+{
+    char *disk = xasprintf("%s/%s", dir, QVM_ZFS_DISK_FILE);
+    char *meta = xasprintf("%s/%s", dir, IMAGE_JSON);
+    int r = 0;
+    if (drop_disk && unlink(disk) < 0 && errno != ENOENT)
+        r = qvm_err_errno(err, errno, "cannot remove %s", disk);
+    if (r == 0 && keep)
+        r = qvm_write_file_atomic(meta, keep, keep_len, 0644, err);
+    else if (r == 0 && unlink(meta) < 0 && errno != ENOENT)
+        r = qvm_err_errno(err, errno, "cannot remove %s", meta);
+    if (r == 0)
+        r = qvm_fsync_dir(dir, err);
+    free(disk);
+    free(meta);
+    return r;
+}
+
+/* Unmounts and mounts DATASET after zfs recv -F replaced its files: FUSE
+ * keeps the kernel's cached names across zfs-fuse's swap of the contents
+ * (the old disk.raw, or its absence, would be what a lookup finds), and
+ * OpenZFS's zfs recv -u would leave it unmounted. */
+static int remount(const char *dataset, struct qvm_error *err)
+{
+    char **argv = qvm_zfs_argv_unmount(dataset);
+    struct zfs_out o = { 0 };
+    int r = zfs_run_busy(argv, &o, err);
+    if (r < 0 && strstr(o.err, "not currently mounted")) {
+        qvm_err_clear(err);
+        r = 0;
+    }
+    zfs_out_release(&o);
+    qvm_zfs_argv_free(argv);
+    if (r == 0)
+        r = zfs_simple_busy(qvm_zfs_argv_mount(dataset), err);
+    return r;
+}
+
+/* "v2, v3" */
+static char *join_versions(char **v, size_t n)
+{
+    struct strbuf sb = STRBUF_INIT;
+    for (size_t i = 0; i < n; i++)
+        strbuf_addf(&sb, "%s%s", i ? ", " : "", v[i]);
+    return strbuf_detach(&sb, NULL);
+}
+
+/* The received staging dataset STAGE (with snapshot STAGE_SNAP) must be of
+ * the pool's kind; in dataset mode it must be mounted where the images
+ * dataset's children are (a stream that sets properties is not qvm's): at
+ * STAGE_DIR. Sample output in qvm_zfs_parse_get. */
+static int check_stage(const struct qvm_pool *pool, const char *stage, const char *stage_snap,
+                       const char *stage_dir, struct qvm_error *err)
+{
+    bool zvol = is_zvol(pool);
+    const char *const ds[] = { stage, NULL };
+    struct qvm_zfs_rows rows;
+    int r = zfs_get(zvol ? "type,volsize" : "type,mounted,mountpoint", ds, true, &rows, NULL, err);
+    if (r < 0)
+        return r;
+    const char *want = zvol ? "volume" : "filesystem";
+    const char *type = qvm_zfs_rows_value(&rows, stage, "type");
+    const char *stype = qvm_zfs_rows_value(&rows, stage_snap, "type");
+    uint64_t size = 0;
+    if (!type || !stype || strcmp(stype, "snapshot") != 0) {
+        r = qvm_err(err, EIO, "zfs recv made no snapshot %s", stage_snap);
+    } else if (strcmp(type, want) != 0) {
+        r = qvm_err(err, EINVAL, "the stream holds a zfs %s, but pool '%s' (mode %s) keeps "
+                    "images as %ss: receive it into a zfs pool in mode %s", type, pool->name,
+                    pool->mode, want, zvol ? "dataset" : "zvol");
+    } else if (zvol) {
+        if (qvm_zfs_parse_size(qvm_zfs_rows_value(&rows, stage_snap, "volsize"), &size) < 0 ||
+            size == 0)
+            r = qvm_err(err, EINVAL, "the received zvol %s has no valid volsize", stage_snap);
+    } else {
+        const char *mp = qvm_zfs_rows_value(&rows, stage, "mountpoint");
+        const char *mounted = qvm_zfs_rows_value(&rows, stage, "mounted");
+        if (!mp || strcmp(mp, stage_dir) != 0)
+            r = qvm_err(err, EINVAL, "the received dataset %s has mountpoint %s, not %s: the "
+                        "stream set properties, and qvm sends none", stage, mp ? mp : "(none)",
+                        stage_dir);
+        else if (!mounted || strcmp(mounted, "yes") != 0)
+            r = zfs_simple_busy(qvm_zfs_argv_mount(stage), err);
+    }
+    qvm_zfs_rows_release(&rows);
+    return r;
+}
+
+/* Sample output in qvm_zfs_snapshots; with mounted (dataset mode):
+ *   tank/qvm/images/img	mounted	yes
+ *   tank/qvm/images/img@v1	mounted	-
+ * Reads the versions of IMAGE (DATA's snapshots, oldest first) and, in
+ * dataset mode, its image.json (KEEP). *RET_EXISTS: DATA exists (a new
+ * image has no zvol yet). */
+static int image_state(const struct qvm_pool *pool, const char *image, const char *data,
+                       bool *ret_exists, char ***ret_snaps, size_t *ret_n, char **keep,
+                       size_t *keep_len, struct qvm_error *err)
+{
+    const char *const ds[] = { data, NULL };
+    struct qvm_zfs_rows rows;
+    enum qvm_zfs_failure fail;
+    *ret_exists = false;
+    *ret_snaps = NULL;
+    *ret_n = 0;
+    *keep = NULL;
+    *keep_len = 0;
+    int r = zfs_get(is_zvol(pool) ? "createtxg" : "createtxg,mounted", ds, true, &rows, &fail,
+                    err);
+    if (r < 0 && fail == QVM_ZFS_FAIL_MISSING) {
+        qvm_err_clear(err);
+        return 0;
+    }
+    if (r < 0)
+        return r;
+    *ret_exists = true;
+    r = qvm_zfs_snapshots(&rows, data, ret_snaps, ret_n, err);
+    if (r == 0 && !is_zvol(pool)) {
+        const char *mounted = qvm_zfs_rows_value(&rows, data, "mounted");
+        char *dir = zfs_image_dir(pool, image);
+        if (!mounted || strcmp(mounted, "yes") != 0)
+            r = qvm_err(err, EIO, "the image's dataset %s is not mounted (mount it with: zfs "
+                        "mount %s)", data, data);
+        else
+            r = read_meta(dir, keep, keep_len, err);
+        free(dir);
+    }
+    qvm_zfs_rows_release(&rows);
+    if (r < 0) {
+        qvm_zfs_strv_free(*ret_snaps, *ret_n);
+        *ret_snaps = NULL;
+        *ret_n = 0;
+    }
+    return r;
+}
+
+/* A full stream: a new image (core has just made its empty dataset), or
+ * one whose versions were all removed (its image.json, the history, is
+ * carried over). Never onto versions: zfs would have to destroy them. */
+static int receive_full(const struct qvm_pool *pool, const char *image, const char *version,
+                        int in_fd, struct qvm_error *err)
+{
+    bool zvol = is_zvol(pool);
+    char *data = image_data_ds(pool, image);
+    char *stage = stage_ds(pool, image);
+    char *stage_snap = xasprintf("%s@%s", stage, version);
+    char *dir = zfs_image_dir(pool, image);
+    char *stage_dir = xasprintf("%s%s", dir, QVM_ZFS_RECV_SUFFIX);
+    char **snaps = NULL, *keep = NULL;
+    size_t nsnaps = 0, keep_len = 0;
+    bool exists = false, tried = false, data_gone = false, moved = false;
+    uint64_t size = 0;
+    /* A staging dataset left by a receive that was killed. */
+    int r = zfs_destroy(stage, true, NULL, NULL, err);
+    if (r == 0)
+        r = image_state(pool, image, data, &exists, &snaps, &nsnaps, &keep, &keep_len, err);
+    if (r == 0 && nsnaps) {
+        char *list = join_versions(snaps, nsnaps);
+        r = qvm_err(err, EEXIST, "image '%s' has versions in this pool already (%s): a full "
+                    "stream cannot be received onto them; send %s@%s incrementally (qvm image "
+                    "send --from %s)", image, list, image, version, snaps[nsnaps - 1]);
+        free(list);
+    }
+    qvm_zfs_strv_free(snaps, nsnaps);
+    if (r < 0)
+        goto out;
+    tried = true;
+    r = zfs_receive(stage_snap, false, in_fd, err);
+    if (r == 0)
+        r = check_stage(pool, stage, stage_snap, stage_dir, err);
+    if (r == 0 && !zvol) {
+        r = received_disk_size(stage_dir, &size, err);
+        if (r == 0)
+            r = zfs_simple(qvm_zfs_argv_set_virtual_size(stage_snap, size), NULL, err);
+        if (r == 0)
+            r = tidy_received(stage_dir, keep, keep_len, false, err);
+        if (r == 0)
+            r = zfs_simple_busy(qvm_zfs_argv_unmount(stage), err);
+    }
+    /* The empty dataset (or a zvol without versions) makes way. */
+    if (r == 0 && exists) {
+        r = zfs_destroy(data, false, NULL, NULL, err);
+        data_gone = r == 0;
+    }
+    if (r == 0) {
+        r = zfs_simple_busy(qvm_zfs_argv_rename(stage, data), err);
+        moved = r == 0;
+    }
+    if (moved && !zvol) {
+        rmdir(stage_dir);              /* if zfs left the mountpoint behind */
+        r = zfs_simple_busy(qvm_zfs_argv_mount(data), err);
+    }
+out:
+    /* Once the image's dataset is gone, the staging dataset is the image
+     * (with its image.json): the journal's undo puts it back in place. */
+    if (r < 0 && tried && !moved && !data_gone) {
+        struct qvm_error e = { 0 };
+        if (zfs_destroy(stage, true, NULL, NULL, &e) < 0)
+            qvm_err_wrap(err, "%s; also", e.msg);
+    }
+    free(keep);
+    free(data);
+    free(stage);
+    free(stage_snap);
+    free(dir);
+    free(stage_dir);
+    return r;
+}
+
+/* An incremental stream, onto FROM, which must be the image's newest
+ * version: zfs applies it only there, and forcing it would destroy the
+ * newer ones. */
+static int receive_incremental(const struct qvm_pool *pool, const char *image,
+                               const char *version, const char *from, int in_fd,
+                               struct qvm_error *err)
+{
+    bool zvol = is_zvol(pool);
+    char *data = image_data_ds(pool, image);
+    char *snap = xasprintf("%s@%s", data, version);
+    char *dir = zfs_image_dir(pool, image);
+    char **snaps = NULL, *keep = NULL;
+    size_t n = 0, keep_len = 0, base = 0;
+    bool exists = false, found = false, received = false;
+    int r = image_state(pool, image, data, &exists, &snaps, &n, &keep, &keep_len, err);
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        if (!strcmp(snaps[i], version))
+            r = qvm_err(err, EEXIST, "version %s of image '%s' already exists (snapshot %s)",
+                        version, image, snap);
+        if (!strcmp(snaps[i], from)) {
+            found = true;
+            base = i;
+        }
+    }
+    if (r == 0 && !found)
+        r = qvm_err(err, ENOENT, "image '%s' has no version %s to apply the stream to", image,
+                    from);
+    if (r == 0 && base + 1 < n) {
+        char *list = join_versions(snaps + base + 1, n - base - 1);
+        r = qvm_err(err, EEXIST, "the stream holds the changes since %s, but image '%s' has "
+                    "newer versions here (%s): zfs applies a stream only onto the newest "
+                    "version, and forcing it would destroy them; send %s@%s as the changes "
+                    "since %s", from, image, list, image, version, snaps[n - 1]);
+        free(list);
+    }
+    qvm_zfs_strv_free(snaps, n);
+    if (r == 0) {
+        r = zfs_receive(snap, true, in_fd, err);
+        received = r == 0;
+        if (r < 0 && !zvol)
+            put_back_meta(dir, keep, keep_len);
+    }
+    bool mounted = false;
+    if (r == 0 && !zvol) {
+        r = remount(data, err);
+        mounted = r == 0;
+        uint64_t size = 0;
+        if (r == 0)
+            r = received_disk_size(dir, &size, err);
+        if (r == 0)
+            r = zfs_simple(qvm_zfs_argv_set_virtual_size(snap, size), NULL, err);
+        if (r == 0)
+            r = tidy_received(dir, keep, keep_len, false, err);
+    }
+    if (r < 0 && received) {
+        struct qvm_error e = { 0 };
+        if (zfs_destroy(snap, false, NULL, NULL, &e) < 0)
+            qvm_err_wrap(err, "%s; also", e.msg);
+        if (mounted)
+            tidy_received(dir, keep, keep_len, true, NULL);
+    }
+    free(keep);
+    free(dir);
+    free(snap);
+    free(data);
+    return r;
+}
+
+static int zfs_version_receive(const struct qvm_pool *pool, const char *image,
+                               const char *version, const char *from, int in_fd,
+                               struct qvm_error *err)
+{
+    int r = from ? receive_incremental(pool, image, version, from, in_fd, err)
+                 : receive_full(pool, image, version, in_fd, err);
+    if (r < 0)
+        qvm_err_wrap(err, "cannot receive version %s of image '%s'", version, image);
+    return r;
+}
+
+/* A staging dataset left by a receive that was killed: core's journal then
+ * calls version_destroy (and image_destroy for a new image). Killed between
+ * destroying the image's empty dataset and the rename, the staging dataset
+ * is the image (with the image.json of a version-less one): it is put back
+ * in place, and its version goes as any other. Otherwise it goes. (Zvol
+ * mode: the image's metadata is never in the zvol; it just goes.) */
+static int stage_cleanup(const struct qvm_pool *pool, const char *image, struct qvm_error *err)
+{
+    char *stage = stage_ds(pool, image);
+    char *data = image_data_ds(pool, image);
+    int r = is_zvol(pool) ? 1 : zfs_exists(stage, err);
+    if (r > 0 && !is_zvol(pool)) {
+        int d = zfs_exists(data, err);
+        r = d < 0 ? d : d == 0 ? 2 : 1;
+    }
+    if (r == 1) {
+        r = zfs_destroy(stage, true, NULL, NULL, err);
+    } else if (r == 2) {
+        r = zfs_simple_busy(qvm_zfs_argv_rename(stage, data), err);
+        if (r == 0)
+            r = zfs_simple_busy(qvm_zfs_argv_mount(data), err);
+    }
+    free(stage);
     free(data);
     return r;
 }
@@ -1022,10 +1725,45 @@ static int zfs_image_destroy(const struct qvm_pool *pool, const char *image, str
     char *ds = image_ds(pool, image);
     char *data = image_data_ds(pool, image);
     char *what = xasprintf("image '%s'", image);
+    char *stage = stage_ds(pool, image);
     int r = destroy_unless_cloned(pool, ds, data, NULL, what, err);
+    /* A receive that was killed (zvol mode: it was inside the image). */
+    if (r == 0 && !is_zvol(pool))
+        r = zfs_destroy(stage, true, NULL, NULL, err);
+    free(stage);
     free(what);
     free(data);
     free(ds);
+    return r;
+}
+
+/* Dataset mode: whether the live disk.raw goes with VERSION: if VERSION is
+ * the newest version, whose blocks it holds (dataset_version_import), it
+ * would keep their space. (A commit that failed unlinks it itself; one
+ * killed half way through copy_changed leaves the records it wrote there,
+ * until the next commit or the removal of the newest version.) Sample
+ * output in qvm_zfs_snapshots. */
+static int live_disk_goes(const struct qvm_pool *pool, const char *image, const char *version,
+                          bool *ret, struct qvm_error *err)
+{
+    char *data = image_data_ds(pool, image);
+    const char *const ds[] = { data, NULL };
+    struct qvm_zfs_rows rows;
+    enum qvm_zfs_failure fail;
+    char **snaps = NULL;
+    size_t n = 0;
+    *ret = false;
+    int r = zfs_get("createtxg", ds, true, &rows, &fail, err);
+    if (r < 0 && fail == QVM_ZFS_FAIL_MISSING) {
+        qvm_err_clear(err);
+        r = 0;
+    } else if (r == 0) {
+        r = qvm_zfs_snapshots(&rows, data, &snaps, &n, err);
+        *ret = r == 0 && n && !strcmp(snaps[n - 1], version);
+        qvm_zfs_strv_free(snaps, n);
+        qvm_zfs_rows_release(&rows);
+    }
+    free(data);
     return r;
 }
 
@@ -1035,7 +1773,20 @@ static int zfs_version_destroy(const struct qvm_pool *pool, const char *image, c
     char *data = image_data_ds(pool, image);
     char *snap = xasprintf("%s@%s", data, version);
     char *what = xasprintf("version %s of image '%s'", version, image);
-    int r = destroy_unless_cloned(pool, snap, data, version, what, err);
+    bool drop = false;
+    int r = stage_cleanup(pool, image, err);
+    if (r == 0 && !is_zvol(pool))
+        r = live_disk_goes(pool, image, version, &drop, err);
+    if (r == 0)
+        r = destroy_unless_cloned(pool, snap, data, version, what, err);
+    if (r == 0 && drop) {
+        char *dir = zfs_image_dir(pool, image);
+        char *disk = xasprintf("%s/%s", dir, QVM_ZFS_DISK_FILE);
+        if (unlink(disk) < 0 && errno != ENOENT)
+            r = qvm_err_errno(err, errno, "cannot remove %s", disk);
+        free(disk);
+        free(dir);
+    }
     free(what);
     free(snap);
     free(data);
@@ -1163,19 +1914,24 @@ static int zfs_disk_clone(const struct qvm_pool *pool, const char *image, const 
 }
 
 /* `qvm image commit` (seed 001's administration step): the stopped VM's
- * disk is copied, sparse, into the image exactly as an import is - written
- * beside the image's metadata, then snapshotted - so the version exists
- * whole or not at all. (A zfs send of the clone into the image's dataset
- * would share blocks, but needs the image's live dataset rolled back to
- * the clone's origin, losing image.json changes; a copy has no such
- * coupling.) */
+ * disk is written into the image's live disk.raw (or zvol), which holds
+ * the newest version, only where it differs, then snapshotted - so the
+ * version exists whole or not at all, shares every unchanged record with
+ * the newest one, and its incremental stream carries only what the VM
+ * changed. (A zfs send of the clone into the image's dataset would share
+ * blocks too, but needs the image's live dataset rolled back to the
+ * clone's origin, which must then be the newest version, losing image.json
+ * changes.) Without a live disk.raw (an older image, or after a failure)
+ * the disk is copied whole, as an import. */
 static int zfs_version_from_disk(const struct qvm_pool *pool, const char *image,
                                  const char *version, const char *vm, const char *disk,
                                  struct qvm_ui *ui, struct qvm_error *err)
 {
     struct qvm_disk_info d;
     zfs_disk_locate(pool, vm, disk, &d, NULL);
-    int r = zfs_version_import(pool, image, version, d.path, "raw", ui, err);
+    int r = is_zvol(pool)
+        ? zvol_version_import(pool, image, version, d.path, "raw", true, ui, err)
+        : dataset_version_import(pool, image, version, d.path, "raw", true, ui, err);
     if (r < 0)
         qvm_err_wrap(err, "cannot make %s@%s from the disk of VM '%s'", image, version, vm);
     qvm_disk_info_release(&d);
@@ -1201,6 +1957,9 @@ const struct qvm_storage_driver qvm_storage_zfs = {
     .version_info = zfs_version_info,
     .image_destroy = zfs_image_destroy,
     .version_from_disk = zfs_version_from_disk,
+    .stream_format = "zfs-send-1",
+    .version_send = zfs_version_send,
+    .version_receive = zfs_version_receive,
     .version_destroy = zfs_version_destroy,
     .vm_create = zfs_vm_create,
     .disk_locate = zfs_disk_locate,

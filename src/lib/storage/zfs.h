@@ -29,6 +29,12 @@
 /* The file holding a dataset-mode disk inside its dataset. */
 #define QVM_ZFS_DISK_FILE "disk.raw"
 
+/* A full stream is received into DATA:recv (DATA the dataset whose
+ * snapshots are the versions), beside the image, and renamed into place
+ * once checked. ':' is in no qvm name, so the staging dataset (and its
+ * mountpoint in the images directory) is never taken for an image. */
+#define QVM_ZFS_RECV_SUFFIX ":recv"
+
 /* --- argv builders: NULL-terminated arrays whose strings are all owned;
  *     free with qvm_zfs_argv_free. --------------------------------------- */
 
@@ -48,6 +54,20 @@ char **qvm_zfs_argv_clone(const char *snapshot, const char *target,
 char **qvm_zfs_argv_set_volsize(const char *dataset, uint64_t size);
 /* zfs destroy [-r] DATASET */
 char **qvm_zfs_argv_destroy(const char *dataset, bool recursive);
+/* zfs send [-i @FROM] SNAPSHOT: the stream on stdout, whole or (FROM, a
+ * snapshot name without '@') as the changes since DATASET@FROM. */
+char **qvm_zfs_argv_send(const char *snapshot, const char *from);
+/* zfs recv [-F] SNAPSHOT: the stream from stdin becomes SNAPSHOT, whatever
+ * the sender's snapshot was called. -F (incremental streams) first rolls
+ * the dataset back to its newest snapshot, the stream's base. */
+char **qvm_zfs_argv_receive(const char *snapshot, bool force);
+/* zfs rename FROM TO */
+char **qvm_zfs_argv_rename(const char *from, const char *to);
+/* zfs mount DATASET / zfs unmount DATASET */
+char **qvm_zfs_argv_mount(const char *dataset);
+char **qvm_zfs_argv_unmount(const char *dataset);
+/* zfs set qvm:virtual-size=SIZE SNAPSHOT */
+char **qvm_zfs_argv_set_virtual_size(const char *snapshot, uint64_t size);
 /* qemu-img convert -p|-q [-n] -f FORMAT -O raw SRC DST: -n (DST exists)
  * when writing into a zvol's block device. */
 char **qvm_zfs_argv_convert(const char *src, const char *src_format, const char *dst,
@@ -97,6 +117,13 @@ void qvm_zfs_rows_release(struct qvm_zfs_rows *rows);
  * `zfs get origin`, in output order; caller frees each and the array. */
 char **qvm_zfs_clones_of(const struct qvm_zfs_rows *rows, const char *origin, const char *version,
                          size_t *ret_n);
+
+/* The snapshots of DATASET (their names after '@') oldest first, from the
+ * rows of `zfs get -Hp -r createtxg DATASET`; rows of other datasets (and
+ * of DATASET itself) are ignored. -EINVAL if a createtxg is not a number.
+ * Caller frees each and the array. */
+int qvm_zfs_snapshots(const struct qvm_zfs_rows *rows, const char *dataset, char ***ret,
+                      size_t *ret_n, struct qvm_error *err);
 
 /* Parses a decimal byte count as `zfs get -p` prints it; -EINVAL otherwise. */
 int qvm_zfs_parse_size(const char *value, uint64_t *ret);
