@@ -372,16 +372,6 @@ static int btrfs_pool_init(const struct qvm_pool *pool, struct qvm_error *err)
     return r;
 }
 
-static char *btrfs_image_dir(const struct qvm_pool *pool, const char *image)
-{
-    return xasprintf("%s/images/%s", pool->path, image);
-}
-
-static char *btrfs_vm_dir(const struct qvm_pool *pool, const char *vm)
-{
-    return xasprintf("%s/vms/%s", pool->path, vm);
-}
-
 static char *versions_dir(const struct qvm_pool *pool, const char *image)
 {
     return xasprintf("%s/images/.versions/%s", pool->path, image);
@@ -425,7 +415,7 @@ static int btrfs_image_create(const struct qvm_pool *pool, const char *image,
                               struct qvm_error *err)
 {
     char *parent = xasprintf("%s/images", pool->path);
-    char *path = btrfs_image_dir(pool, image);
+    char *path = qvm_storage_image_dir(pool, image);
     char *what = xasprintf("image '%s'", image);
     int r = make_subvolume(parent, path, what, err);
     free(parent);
@@ -456,7 +446,7 @@ static int btrfs_version_import(const struct qvm_pool *pool, const char *image,
                                 const char *version, const char *src, const char *src_format,
                                 struct qvm_ui *ui, struct qvm_error *err)
 {
-    char *idir = btrfs_image_dir(pool, image);
+    char *idir = qvm_storage_image_dir(pool, image);
     char *work = xasprintf("%s/disk.raw", idir);
     char *part = xasprintf("%s.part", work);
     char *vdir = versions_dir(pool, image);
@@ -543,7 +533,7 @@ static int btrfs_image_destroy(const struct qvm_pool *pool, const char *image,
                                struct qvm_error *err)
 {
     char *vdir = versions_dir(pool, image);
-    char *idir = btrfs_image_dir(pool, image);
+    char *idir = qvm_storage_image_dir(pool, image);
     int r = destroy_tree(vdir, err);
     if (r == 0)
         r = destroy_tree(idir, err);
@@ -829,7 +819,7 @@ static int btrfs_version_destroy(const struct qvm_pool *pool, const char *image,
 static int btrfs_vm_create(const struct qvm_pool *pool, const char *vm, struct qvm_error *err)
 {
     char *parent = xasprintf("%s/vms", pool->path);
-    char *path = btrfs_vm_dir(pool, vm);
+    char *path = qvm_storage_vm_dir(pool, vm);
     char *what = xasprintf("VM '%s'", vm);
     int r = make_subvolume(parent, path, what, err);
     free(parent);
@@ -922,7 +912,7 @@ static int btrfs_disk_clone(const struct qvm_pool *pool, const char *image, cons
  * core/ wrote (vm.json or, after qvm rm, vm.json.removed, seed.iso, ...). */
 static int btrfs_vm_destroy(const struct qvm_pool *pool, const char *vm, struct qvm_error *err)
 {
-    char *path = btrfs_vm_dir(pool, vm);
+    char *path = qvm_storage_vm_dir(pool, vm);
     int r = destroy_tree(path, err);
     if (r < 0)
         qvm_err_wrap(err, "cannot remove VM '%s'", vm);
@@ -934,8 +924,8 @@ const struct qvm_storage_driver qvm_storage_btrfs = {
     .name = "btrfs",
     .pool_open = btrfs_pool_open,
     .pool_init = btrfs_pool_init,
-    .image_dir = btrfs_image_dir,
-    .vm_dir = btrfs_vm_dir,
+    .image_dir = qvm_storage_image_dir,
+    .vm_dir = qvm_storage_vm_dir,
     .image_create = btrfs_image_create,
     .version_import = btrfs_version_import,
     .version_info = btrfs_version_info,

@@ -40,16 +40,6 @@ static int dir_pool_init(const struct qvm_pool *pool, struct qvm_error *err)
     return r;
 }
 
-static char *dir_image_dir(const struct qvm_pool *pool, const char *image)
-{
-    return xasprintf("%s/images/%s", pool->path, image);
-}
-
-static char *dir_vm_dir(const struct qvm_pool *pool, const char *vm)
-{
-    return xasprintf("%s/vms/%s", pool->path, vm);
-}
-
 static char *version_path(const struct qvm_pool *pool, const char *image, const char *version)
 {
     return xasprintf("%s/images/%s/%s.raw", pool->path, image, version);
@@ -72,7 +62,7 @@ static int make_container(const char *parent, const char *path, const char *what
 static int dir_image_create(const struct qvm_pool *pool, const char *image, struct qvm_error *err)
 {
     char *parent = xasprintf("%s/images", pool->path);
-    char *path = dir_image_dir(pool, image);
+    char *path = qvm_storage_image_dir(pool, image);
     char *what = xasprintf("image '%s'", image);
     int r = make_container(parent, path, what, err);
     free(parent);
@@ -145,7 +135,7 @@ static int dir_version_info(const struct qvm_pool *pool, const char *image, cons
 
 static int dir_image_destroy(const struct qvm_pool *pool, const char *image, struct qvm_error *err)
 {
-    char *path = dir_image_dir(pool, image);
+    char *path = qvm_storage_image_dir(pool, image);
     int r = qvm_rm_rf(path, err);
     free(path);
     return r;
@@ -249,7 +239,7 @@ static int dir_version_destroy(const struct qvm_pool *pool, const char *image,
 static int dir_vm_create(const struct qvm_pool *pool, const char *vm, struct qvm_error *err)
 {
     char *parent = xasprintf("%s/vms", pool->path);
-    char *path = dir_vm_dir(pool, vm);
+    char *path = qvm_storage_vm_dir(pool, vm);
     char *what = xasprintf("VM '%s'", vm);
     int r = make_container(parent, path, what, err);
     free(parent);
@@ -394,7 +384,7 @@ static int dir_disk_clone(const struct qvm_pool *pool, const char *image, const 
 
 static int dir_vm_destroy(const struct qvm_pool *pool, const char *vm, struct qvm_error *err)
 {
-    char *path = dir_vm_dir(pool, vm);
+    char *path = qvm_storage_vm_dir(pool, vm);
     int r = qvm_rm_rf(path, err);
     free(path);
     return r;
@@ -404,8 +394,8 @@ const struct qvm_storage_driver qvm_storage_dir = {
     .name = "dir",
     .pool_open = dir_pool_open,
     .pool_init = dir_pool_init,
-    .image_dir = dir_image_dir,
-    .vm_dir = dir_vm_dir,
+    .image_dir = qvm_storage_image_dir,
+    .vm_dir = qvm_storage_vm_dir,
     .image_create = dir_image_create,
     .version_import = dir_version_import,
     .version_info = dir_version_info,

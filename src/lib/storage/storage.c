@@ -61,6 +61,16 @@ int qvm_pool_open(const char *name, const char *driver, const char *path, const 
     return r;
 }
 
+char *qvm_storage_image_dir(const struct qvm_pool *pool, const char *image)
+{
+    return xasprintf("%s/images/%s", pool->path, image);
+}
+
+char *qvm_storage_vm_dir(const struct qvm_pool *pool, const char *vm)
+{
+    return xasprintf("%s/vms/%s", pool->path, vm);
+}
+
 const char *qvm_storage_driver_names(void)
 {
     static char names[128];

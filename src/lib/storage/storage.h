@@ -140,6 +140,12 @@ struct qvm_pool {
 /* The driver named NAME, or NULL. */
 const struct qvm_storage_driver *qvm_storage_driver_find(const char *name);
 
+/* POOL/images/IMAGE and POOL/vms/VM: the directories the contract above
+ * promises on every backend; drivers use these as image_dir and vm_dir.
+ * Caller frees. */
+char *qvm_storage_image_dir(const struct qvm_pool *pool, const char *image);
+char *qvm_storage_vm_dir(const struct qvm_pool *pool, const char *vm);
+
 /* "dir, btrfs, zfs": the drivers this build has, for messages. */
 const char *qvm_storage_driver_names(void);
 

@@ -883,16 +883,6 @@ static int zfs_pool_init(const struct qvm_pool *pool, struct qvm_error *err)
     return r;
 }
 
-static char *zfs_image_dir(const struct qvm_pool *pool, const char *image)
-{
-    return xasprintf("%s/images/%s", pool->path, image);
-}
-
-static char *zfs_vm_dir(const struct qvm_pool *pool, const char *vm)
-{
-    return xasprintf("%s/vms/%s", pool->path, vm);
-}
-
 /* Creates DATASET, the filesystem of WHAT (an image or a VM bundle). */
 static int create_container(const char *dataset, const char *what, struct qvm_error *err)
 {
@@ -1079,7 +1069,7 @@ static int dataset_version_import(const struct qvm_pool *pool, const char *image
 {
     char *ds = image_ds(pool, image);
     char *snap = xasprintf("%s@%s", ds, version);
-    char *dir = zfs_image_dir(pool, image);
+    char *dir = qvm_storage_image_dir(pool, image);
     char *dst = xasprintf("%s/%s", dir, QVM_ZFS_DISK_FILE);
     char *part = xasprintf("%s.part", dst);
     uint64_t size = 0;
@@ -1460,7 +1450,7 @@ static int image_state(const struct qvm_pool *pool, const char *image, const cha
     r = qvm_zfs_snapshots(&rows, data, ret_snaps, ret_n, err);
     if (r == 0 && !is_zvol(pool)) {
         const char *mounted = qvm_zfs_rows_value(&rows, data, "mounted");
-        char *dir = zfs_image_dir(pool, image);
+        char *dir = qvm_storage_image_dir(pool, image);
         if (!mounted || strcmp(mounted, "yes") != 0)
             r = qvm_err(err, EIO, "the image's dataset %s is not mounted (mount it with: zfs "
                         "mount %s)", data, data);
@@ -1487,7 +1477,7 @@ static int receive_full(const struct qvm_pool *pool, const char *image, const ch
     char *data = image_data_ds(pool, image);
     char *stage = stage_ds(pool, image);
     char *stage_snap = xasprintf("%s@%s", stage, version);
-    char *dir = zfs_image_dir(pool, image);
+    char *dir = qvm_storage_image_dir(pool, image);
     char *stage_dir = xasprintf("%s%s", dir, QVM_ZFS_RECV_SUFFIX);
     char **snaps = NULL, *keep = NULL;
     size_t nsnaps = 0, keep_len = 0;
@@ -1560,7 +1550,7 @@ static int receive_incremental(const struct qvm_pool *pool, const char *image,
     bool zvol = is_zvol(pool);
     char *data = image_data_ds(pool, image);
     char *snap = xasprintf("%s@%s", data, version);
-    char *dir = zfs_image_dir(pool, image);
+    char *dir = qvm_storage_image_dir(pool, image);
     char **snaps = NULL, *keep = NULL;
     size_t n = 0, keep_len = 0, base = 0;
     bool exists = false, found = false, received = false;
@@ -1780,7 +1770,7 @@ static int zfs_version_destroy(const struct qvm_pool *pool, const char *image, c
     if (r == 0)
         r = destroy_unless_cloned(pool, snap, data, version, what, err);
     if (r == 0 && drop) {
-        char *dir = zfs_image_dir(pool, image);
+        char *dir = qvm_storage_image_dir(pool, image);
         char *disk = xasprintf("%s/%s", dir, QVM_ZFS_DISK_FILE);
         if (unlink(disk) < 0 && errno != ENOENT)
             r = qvm_err_errno(err, errno, "cannot remove %s", disk);
@@ -1950,8 +1940,8 @@ const struct qvm_storage_driver qvm_storage_zfs = {
     .name = "zfs",
     .pool_open = zfs_pool_open,
     .pool_init = zfs_pool_init,
-    .image_dir = zfs_image_dir,
-    .vm_dir = zfs_vm_dir,
+    .image_dir = qvm_storage_image_dir,
+    .vm_dir = qvm_storage_vm_dir,
     .image_create = zfs_image_create,
     .version_import = zfs_version_import,
     .version_info = zfs_version_info,
