@@ -142,7 +142,8 @@ const struct cli_command cmd_pool = {
     .run = run_pool,
     .summary = "declare, list and forget storage pools (dir, btrfs, zfs)",
     .help =
-        "Usage: qvm pool add NAME --driver dir|btrfs --path DIR [--default]\n"
+        "Usage: qvm pool add NAME --driver dir --path DIR [--mode auto|reflink|overlay] [--default]\n"
+        "       qvm pool add NAME --driver btrfs --path DIR [--default]\n"
         "       qvm pool add NAME --driver zfs --dataset POOL/DATASET [--mode dataset|zvol] [--default]\n"
         "       qvm pool ls [--json]\n"
         "       qvm pool rm NAME\n"
@@ -153,8 +154,13 @@ const struct cli_command cmd_pool = {
         "qvm.conf redefines it.\n"
         "\n"
         "Drivers:\n"
-        "  dir    a plain directory: sparse raw image versions, VM disks as qcow2\n"
-        "         overlays on them\n"
+        "  dir    a plain directory holding sparse raw image versions. VM disks are\n"
+        "         reflink copies of them (FICLONE: raw, no backing chain, nothing\n"
+        "         copied until written) in mode 'reflink', qcow2 overlays backed by\n"
+        "         them in mode 'overlay'; mode 'auto' (the default) uses reflinks\n"
+        "         where the file system can (XFS made with reflink=1, Btrfs) and\n"
+        "         overlays elsewhere (ext4). 'reflink' refuses a file system that\n"
+        "         cannot.\n"
         "  btrfs  a directory on Btrfs: images and VMs are subvolumes, versions are\n"
         "         read-only snapshots, a VM disk is a snapshot (O(1) in the image size)\n"
         "  zfs    a ZFS dataset: in 'dataset' mode images are datasets holding a raw\n"
@@ -169,5 +175,6 @@ const struct cli_command cmd_pool = {
         "Examples:\n"
         "  qvm pool add tank --driver zfs --dataset tank/qvm --default\n"
         "  qvm pool add fast --driver btrfs --path /srv/qvm\n"
+        "  qvm pool add xfs --driver dir --path /srv/xfs/qvm --mode reflink\n"
         "  qvm image import --pool fast debian12 debian-12-genericcloud-amd64.qcow2\n",
 };

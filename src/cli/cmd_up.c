@@ -11,6 +11,7 @@ static int run_up(struct cli *cli, int argc, char **argv)
         { "dry-run", no_argument, NULL, 'n' },
         { "no-start", no_argument, NULL, 'S' },
         { "pool", required_argument, NULL, 'p' },
+        { "reuse", required_argument, NULL, 'R' },
         CLI_COMMON_OPTIONS, { 0 },
     };
     struct qvm_up_opts up = { 0 };
@@ -20,6 +21,7 @@ static int run_up(struct cli *cli, int argc, char **argv)
         case 'n': up.dry_run = true; break;
         case 'S': up.no_start = true; break;
         case 'p': up.pool = optarg; break;
+        case 'R': up.reuse = optarg; break;
         default:
             if (!cli_common_option(cli, c, optarg))
                 return cli_usage(&cmd_up, "unknown option");
@@ -42,7 +44,7 @@ const struct cli_command cmd_up = {
     .run = run_up,
     .summary = "provision a VM from a qvm file and start it",
     .help =
-        "Usage: qvm up [--dry-run] [--no-start] [--pool POOL] FILE\n"
+        "Usage: qvm up [--dry-run] [--no-start] [--pool POOL] [--reuse DISKFILE] FILE\n"
         "\n"
         "Provisions the VM described by the qvm file FILE: clones its disk from the\n"
         "image version named by vm.disk.zvol.base (copy-on-write, so it costs no time\n"
@@ -78,6 +80,12 @@ const struct cli_command cmd_up = {
         "  --no-start      provision the VM but do not start it ('qvm start' does)\n"
         "  -p, --pool POOL the pool for the VM's disk (default: disk.pool, else the\n"
         "                  pool holding the image)\n"
+        "  --reuse DISKFILE adopt an existing disk file (raw, or qcow2 without a\n"
+        "                  backing file) as the VM's disk instead of cloning an\n"
+        "                  image: it is renamed into the VM's bundle, never copied,\n"
+        "                  so it must be on the dir pool's file system; a failed up\n"
+        "                  renames it back. disk.zvol.base is then not used, and\n"
+        "                  'qvm rm' deletes the file with the VM.\n"
         "\n"
         "Errors (exit status 1): 'Error importing qvm file: FILE:LINE:COL: key ...'\n"
         "for anything wrong in the file; 'Error provisioning virtual machine: ...'\n"
@@ -86,5 +94,6 @@ const struct cli_command cmd_up = {
         "\n"
         "Examples:\n"
         "  qvm up --dry-run web1.yaml\n"
-        "  qvm up web1.yaml && qvm wait web1\n",
+        "  qvm up web1.yaml && qvm wait web1\n"
+        "  qvm up --reuse /var/lib/qvm/pools/default/old-web.qcow2 web1.yaml\n",
 };

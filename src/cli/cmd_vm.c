@@ -72,8 +72,10 @@ static int run_ls(struct cli *cli, int argc, char **argv)
             cli_human_size(vm->disk_size, disk, sizeof disk);
             if (vm->ssh_port)
                 snprintf(ssh, sizeof ssh, "127.0.0.1:%d", vm->ssh_port);
-            snprintf(img, sizeof img, "%s@%s", vm->image ? vm->image : "?",
-                     vm->version ? vm->version : "?");
+            if (vm->image)   /* none: a disk adopted with up --reuse */
+                snprintf(img, sizeof img, "%s@%s", vm->image, vm->version ? vm->version : "?");
+            else
+                snprintf(img, sizeof img, "-");
             printf("%-20s %-8s %-8s %-6s %-5u %-6s %-16s %s\n", st[i].name, st[i].state, pid, mem,
                    vm->spec.vcpus, disk, img, ssh);
         }

@@ -14,6 +14,7 @@ struct qvm_up_opts {
     bool dry_run;          /* validate everything, change nothing, say what would be done */
     bool no_start;         /* provision the bundle but do not start QEMU */
     const char *pool;      /* --pool; NULL: disk.pool or the default pool */
+    const char *reuse;     /* --reuse FILE: adopt FILE as the disk instead of cloning */
 };
 
 /* Provisions the VM described by qvm file FILE. Errors from reading the file

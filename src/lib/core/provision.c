@@ -7,12 +7,14 @@
  * journal for the next qvm command to roll back. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -77,20 +79,19 @@ static double gib(uint64_t bytes)
     return (double)bytes / (1024.0 * 1024 * 1024);
 }
 
-/* Every check that needs no change to the host. Fills VM (taking SPEC). */
-static int validate(struct qvm_ctx *ctx, struct qvm_vm_spec *spec, const struct qvm_up_opts *opts,
-                    struct qvm_vm *vm, struct qvm_pool *pool, struct qvm_disk_info *base,
-                    const char **accel, struct qvm_error *err)
+/* The image version the disk is cloned from: its pool, and BASE. */
+static int resolve_base(struct qvm_ctx *ctx, const struct qvm_vm_spec *spec,
+                        const struct qvm_up_opts *opts, struct qvm_vm *vm, struct qvm_pool *pool,
+                        struct qvm_disk_info *base, struct qvm_error *err)
 {
     struct qvm_image img;
     const struct qvm_image_version *ver;
-    int r;
     if (strchr(spec->disk.base, '/'))
         return qvm_err(err, ENOTSUP, "disk.zvol.base '%s' names a raw ZFS snapshot; "
                        "this host's pools hold qvm images: import it with qvm image import",
                        spec->disk.base);
     const char *pool_name = opts->pool ? opts->pool : spec->disk.pool;
-    r = qvm_image_resolve(ctx, pool_name, spec->disk.base, &img, &ver, err);
+    int r = qvm_image_resolve(ctx, pool_name, spec->disk.base, &img, &ver, err);
     if (r < 0)
         return qvm_err_wrap(err, "disk.zvol.base '%s'", spec->disk.base);
     r = qvm_pool_get(ctx, img.pool, pool, err);
@@ -100,15 +101,69 @@ static int validate(struct qvm_ctx *ctx, struct qvm_vm_spec *spec, const struct 
         qvm_image_release(&img);
         return r;
     }
-    if (spec->disk.nprops && !pool->driver->clone_properties) {
-        qvm_image_release(&img);
-        return qvm_err(err, ENOTSUP, "disk.zvol property '%s' needs a zfs pool; pool '%s' is %s",
-                       spec->disk.props[0].key, pool->name, pool->driver->name);
-    }
     vm->image = xstrdup(img.name);
     vm->version = xstrdup(ver->name);
-    vm->pool = xstrdup(pool->name);
     qvm_image_release(&img);
+    return 0;
+}
+
+/* --reuse FILE (seed 002, Ganeti's reuse): an existing disk file becomes
+ * the VM's disk by a rename into the bundle, so it must be a raw or
+ * standalone qcow2 file on the pool's file system. BASE describes it. */
+static int resolve_reuse(struct qvm_ctx *ctx, const struct qvm_vm_spec *spec,
+                         const struct qvm_up_opts *opts, struct qvm_pool *pool,
+                         struct qvm_disk_info *base, struct qvm_error *err)
+{
+    const char *pool_name = opts->pool ? opts->pool : spec->disk.pool;
+    int r = qvm_pool_get(ctx, pool_name, pool, err);
+    if (r < 0)
+        return r;
+    if (!pool->driver->adopt_path)
+        return qvm_err(err, ENOTSUP, "--reuse needs a dir pool: pool '%s' is %s, whose disks "
+                       "are not plain files (import the file with qvm image import instead)",
+                       pool->name, pool->driver->name);
+    struct stat st, pst;
+    if (lstat(opts->reuse, &st) < 0)
+        return qvm_err_errno(err, errno, "--reuse %s", opts->reuse);
+    if (!S_ISREG(st.st_mode))
+        return qvm_err(err, EINVAL, "--reuse %s is not a regular file", opts->reuse);
+    if (stat(pool->path, &pst) < 0)
+        return qvm_err_errno(err, errno, "cannot stat pool '%s' (%s)", pool->name, pool->path);
+    if (st.st_dev != pst.st_dev)
+        return qvm_err(err, EXDEV, "--reuse %s is on another file system than pool '%s' (%s); "
+                       "it is adopted by a rename, never copied: move it there first",
+                       opts->reuse, pool->name, pool->path);
+    const char *format;
+    bool backing = false;
+    r = qvm_image_file_format(opts->reuse, &format, err);
+    if (r == 0)
+        r = qvm_image_file_probe(opts->reuse, format, &base->virtual_size, &backing, err);
+    if (r < 0)
+        return qvm_err_wrap(err, "--reuse %s", opts->reuse);
+    if (backing)
+        return qvm_err(err, EINVAL, "--reuse %s is a qcow2 overlay with a backing file; "
+                       "flatten it first (qemu-img convert)", opts->reuse);
+    base->path = realpath(opts->reuse, NULL);
+    if (!base->path)
+        return qvm_err_errno(err, errno, "--reuse %s", opts->reuse);
+    base->format = xstrdup(format);
+    (void)ctx;
+    return 0;
+}
+
+/* Every check that needs no change to the host. Fills VM (taking SPEC). */
+static int validate(struct qvm_ctx *ctx, struct qvm_vm_spec *spec, const struct qvm_up_opts *opts,
+                    struct qvm_vm *vm, struct qvm_pool *pool, struct qvm_disk_info *base,
+                    const char **accel, struct qvm_error *err)
+{
+    int r = opts->reuse ? resolve_reuse(ctx, spec, opts, pool, base, err)
+                        : resolve_base(ctx, spec, opts, vm, pool, base, err);
+    if (r < 0)
+        return r;
+    if (spec->disk.nprops && !pool->driver->clone_properties)
+        return qvm_err(err, ENOTSUP, "disk.zvol property '%s' needs a zfs pool; pool '%s' is %s",
+                       spec->disk.props[0].key, pool->name, pool->driver->name);
+    vm->pool = xstrdup(pool->name);
 
     struct qvm_vm existing;
     struct qvm_error e = { 0 };
@@ -118,6 +173,11 @@ static int validate(struct qvm_ctx *ctx, struct qvm_vm_spec *spec, const struct 
         qvm_vm_release(&existing);
         return r;
     }
+    if (opts->reuse && spec->disk.size_bytes && spec->disk.size_bytes != base->virtual_size)
+        return qvm_err(err, EINVAL, "disk.size %.2f GiB differs from the reused disk %s "
+                       "(%.2f GiB); leave disk.size out, or resize the file first "
+                       "(qemu-img resize)",
+                       gib(spec->disk.size_bytes), opts->reuse, gib(base->virtual_size));
     if (spec->disk.size_bytes && spec->disk.size_bytes < base->virtual_size)
         return qvm_err(err, EINVAL, "disk.size %.2f GiB is smaller than image '%s@%s' (%.2f GiB)",
                        gib(spec->disk.size_bytes), vm->image, vm->version, gib(base->virtual_size));
@@ -151,7 +211,15 @@ static int validate(struct qvm_ctx *ctx, struct qvm_vm_spec *spec, const struct 
     memset(spec, 0, sizeof *spec);
     vm->uuid = qvm_uuid_new();
     vm->created = time(NULL);
-    return qvm_vm_derive_paths(ctx, pool, vm, err);
+    r = qvm_vm_derive_paths(ctx, pool, vm, err);
+    if (r == 0 && opts->reuse) {
+        free(vm->disk_path);
+        free(vm->disk_format);
+        vm->disk_path = pool->driver->adopt_path(pool, vm->spec.name, vm->disk_name,
+                                                 base->format);
+        vm->disk_format = xstrdup(base->format);
+    }
+    return r;
 }
 
 static void print_plan(struct qvm_ctx *ctx, const struct qvm_vm *vm, const struct qvm_disk_info *base,
@@ -159,9 +227,15 @@ static void print_plan(struct qvm_ctx *ctx, const struct qvm_vm *vm, const struc
 {
     qvm_say(ctx->ui, "Dry run: the qvm file is valid; nothing was changed. qvm up would:");
     qvm_say(ctx->ui, "  create bundle %s", vm->bundle_dir);
-    qvm_say(ctx->ui, "  clone %s@%s (%.2f GiB) in %s pool '%s' as %s (%s%s, %.2f GiB)", vm->image,
-            vm->version, gib(base->virtual_size), pool_driver, vm->pool, vm->disk_path,
-            vm->disk_format, vm->disk_is_block ? " block device" : "", gib(vm->disk_size));
+    if (opts->reuse)
+        qvm_say(ctx->ui, "  adopt %s (%s, %.2f GiB) as %s in %s pool '%s', by a rename",
+                base->path, base->format, gib(base->virtual_size), vm->disk_path, pool_driver,
+                vm->pool);
+    else
+        qvm_say(ctx->ui, "  clone %s@%s (%.2f GiB) in %s pool '%s' as %s (%s%s, %.2f GiB)",
+                vm->image, vm->version, gib(base->virtual_size), pool_driver, vm->pool,
+                vm->disk_path, vm->disk_format, vm->disk_is_block ? " block device" : "",
+                gib(vm->disk_size));
     qvm_say(ctx->ui, "  write the NoCloud seed %s (instance-id %s, hostname %s%s)", vm->seed_path,
             vm->spec.instance_id, vm->spec.hostname,
             vm->spec.network_config ? ", with network-config" : "");
@@ -196,6 +270,17 @@ static int copy_source(const char *file, const struct qvm_vm *vm, struct qvm_err
     r = qvm_write_file_atomic(dst, data, len, 0600, err);
     free(dst);
     free(data);
+    return r;
+}
+
+/* Moves the reused file into the bundle; rollback moves it back. */
+static int adopt_disk(struct qvm_ctx *ctx, struct qvm_journal *j, const char *src,
+                      const struct qvm_vm *vm, struct qvm_error *err)
+{
+    qvm_say(ctx->ui, "Adopting %s as %s (renamed, not copied)", src, vm->disk_path);
+    int r = qvm_journal_undo_rename(j, src, vm->disk_path, err);
+    if (r == 0 && renameat2(AT_FDCWD, src, AT_FDCWD, vm->disk_path, RENAME_NOREPLACE) < 0)
+        r = qvm_err_errno(err, errno, "cannot move %s to %s", src, vm->disk_path);
     return r;
 }
 
@@ -240,7 +325,9 @@ int qvm_up(struct qvm_ctx *ctx, const char *file, const struct qvm_up_opts *opts
         r = qvm_journal_undo_rm_rf(j, vm.run_dir, err);
     if (r == 0)
         r = qvm_fault_point("bundle-created", err);
-    if (r == 0) {
+    if (r == 0 && opts->reuse) {
+        r = adopt_disk(ctx, j, base.path, &vm, err);
+    } else if (r == 0) {
         qvm_say(ctx->ui, "Cloning %s@%s to %s", vm.image, vm.version, vm.disk_path);
         r = pool.driver->disk_clone(&pool, vm.image, vm.version, vm.spec.name,
                                     vm.disk_name,

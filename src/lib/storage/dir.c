@@ -1,10 +1,17 @@
 /* dir.c - the plain-directory backend (seed 002): images are directories of
- * sparse raw version files made read-only once written; a VM disk is a
- * qcow2 overlay whose backing file is the version it was cloned from.
+ * sparse raw version files made read-only once written. A VM disk is made
+ * one of two ways (the pool's mode):
+ *   reflink  a raw reflink copy (FICLONE) of the version: XFS, Btrfs. The
+ *            disk stands alone, costs nothing until written, and runs at
+ *            raw speed with no backing chain.
+ *   overlay  a qcow2 overlay whose backing file is the version: any file
+ *            system (ext4).
+ *   auto     (the default) reflink where the file system can, else overlay.
  *
  *   POOL/images/NAME/image.json   metadata (written by core/)
  *   POOL/images/NAME/v1.raw       version 1, mode 0444
- *   POOL/vms/VM/                  the VM bundle: vm.json, seed.iso, disk0.qcow2
+ *   POOL/vms/VM/                  the VM bundle: vm.json, seed.iso, and
+ *                                 disk0.raw (reflink) or disk0.qcow2 (overlay)
  */
 #include <dirent.h>
 #include <errno.h>
@@ -18,6 +25,7 @@
 #include "blockdelta.h"
 #include "storage.h"
 #include "util/fsutil.h"
+#include "util/reflink.h"
 #include "util/strbuf.h"
 #include "util/subprocess.h"
 
@@ -25,7 +33,31 @@ static int dir_pool_open(struct qvm_pool *pool, struct qvm_error *err)
 {
     if (!pool->path || pool->path[0] != '/')
         return qvm_err(err, EINVAL, "a dir pool needs an absolute path");
+    if (!pool->mode)
+        pool->mode = xstrdup("auto");
+    else if (strcmp(pool->mode, "auto") && strcmp(pool->mode, "reflink") &&
+             strcmp(pool->mode, "overlay"))
+        return qvm_err(err, EINVAL, "unknown dir mode '%s' (modes: auto, reflink, overlay)",
+                       pool->mode);
     return 0;
+}
+
+/* Whether new VM disks of this pool are reflink copies. "auto" probes the
+ * file system once per process and pool. */
+static bool use_reflink(const struct qvm_pool *pool)
+{
+    static char *probed_path;
+    static bool probed;
+    if (!strcmp(pool->mode, "overlay"))
+        return false;
+    if (!strcmp(pool->mode, "reflink"))
+        return true;
+    if (!probed_path || strcmp(probed_path, pool->path)) {
+        free(probed_path);
+        probed_path = xstrdup(pool->path);
+        probed = qvm_reflink_supported(pool->path);
+    }
+    return probed;
 }
 
 static int dir_pool_init(const struct qvm_pool *pool, struct qvm_error *err)
@@ -35,6 +67,10 @@ static int dir_pool_init(const struct qvm_pool *pool, struct qvm_error *err)
     int r = qvm_mkdir_p(images, 0755, err);
     if (r == 0)
         r = qvm_mkdir_p(vms, 0755, err);
+    if (r == 0 && !strcmp(pool->mode, "reflink") && !qvm_reflink_supported(images))
+        r = qvm_err(err, EOPNOTSUPP, "pool '%s': the file system under %s cannot make reflink "
+                    "copies (FICLONE); XFS made with reflink=1 and Btrfs can (or use mode "
+                    "auto or overlay)", pool->name, pool->path);
     free(images);
     free(vms);
     return r;
@@ -141,25 +177,62 @@ static int dir_image_destroy(const struct qvm_pool *pool, const char *image, str
     return r;
 }
 
+/* The disk as it is (DISK.raw or DISK.qcow2 in the bundle), or as the
+ * pool's mode will make it. */
 static int dir_disk_locate(const struct qvm_pool *pool, const char *vm, const char *disk,
                            struct qvm_disk_info *ret, struct qvm_error *err)
 {
+    (void)err;
     memset(ret, 0, sizeof *ret);
-    ret->path = xasprintf("%s/vms/%s/%s.qcow2", pool->path, vm, disk);
-    ret->format = xstrdup("qcow2");
+    char *raw = xasprintf("%s/vms/%s/%s.raw", pool->path, vm, disk);
+    char *qcow2 = xasprintf("%s/vms/%s/%s.qcow2", pool->path, vm, disk);
+    bool is_raw = qvm_path_exists(raw) ? true
+                  : qvm_path_exists(qcow2) ? false : use_reflink(pool);
+    ret->path = is_raw ? raw : qcow2;
+    ret->format = xstrdup(is_raw ? "raw" : "qcow2");
+    free(is_raw ? qcow2 : raw);
     return 0;
 }
 
-/* A new version is a full, sparse raw copy of the VM's disk (its qcow2
- * overlay read through its backing version), so every version stands alone
- * and any of them can be removed without touching the others. */
+/* A raw disk becomes a version by a reflink copy: nothing is copied. */
+static int reflink_version(const struct qvm_pool *pool, const char *image, const char *version,
+                           const char *src, struct qvm_error *err)
+{
+    char *dst = version_path(pool, image, version);
+    char *part = xasprintf("%s.part", dst);
+    unlink(part);
+    int r = qvm_reflink_new(src, part, 0444, err);
+    if (r == 0 && renameat2(AT_FDCWD, part, AT_FDCWD, dst, RENAME_NOREPLACE) < 0) {
+        r = errno == EEXIST ? qvm_err(err, EEXIST, "version %s of image '%s' already exists",
+                                      version, image)
+                            : qvm_err_errno(err, errno, "cannot rename %s to %s", part, dst);
+        unlink(part);
+    }
+    free(dst);
+    free(part);
+    return r;
+}
+
+/* A new version is a sparse raw file standing alone (a reflink copy of a
+ * raw disk, or a qcow2 overlay read through its backing version), so any
+ * version can be removed without touching the others. */
 static int dir_version_from_disk(const struct qvm_pool *pool, const char *image,
                                  const char *version, const char *vm, const char *disk,
                                  struct qvm_ui *ui, struct qvm_error *err)
 {
     struct qvm_disk_info src;
     int r = dir_disk_locate(pool, vm, disk, &src, err);
-    if (r == 0)
+    if (r == 0 && !strcmp(src.format, "raw")) {
+        struct qvm_error e = { 0 };
+        r = reflink_version(pool, image, version, src.path, &e);
+        if (r == -EOPNOTSUPP || r == -EXDEV)
+            r = 1;       /* moved to a file system without reflinks: copy */
+        else if (r < 0 && err)
+            *err = e;
+    } else {
+        r = r < 0 ? r : 1;
+    }
+    if (r == 1)
         r = dir_version_import(pool, image, version, src.path, src.format, ui, err);
     qvm_disk_info_release(&src);
     return r;
@@ -356,7 +429,11 @@ static int dir_disk_clone(const struct qvm_pool *pool, const char *image, const 
         qvm_disk_info_release(&base);
         return r;
     }
-    char *dst = xasprintf("%s/vms/%s/%s.qcow2", pool->path, vm, disk);
+    struct qvm_disk_info loc;
+    dir_disk_locate(pool, vm, disk, &loc, NULL);
+    char *dst = loc.path;
+    bool reflink = !strcmp(loc.format, "raw");
+    free(loc.format);
     if (qvm_path_exists(dst)) {
         r = qvm_err(err, EEXIST, "VM '%s' already has a disk %s", vm, dst);
         free(dst);
@@ -364,16 +441,30 @@ static int dir_disk_clone(const struct qvm_pool *pool, const char *image, const 
         return r;
     }
     char *tmpl = NULL;
-    r = overlay_template(pool, image, version, base.path, size, &tmpl, err);
-    if (r == 0)
-        r = copy_new_file(tmpl, dst, err);
+    if (reflink) {
+        r = qvm_reflink_new(base.path, dst, 0644, err);
+        if (r == -EOPNOTSUPP || r == -EXDEV)
+            r = qvm_err(err, EOPNOTSUPP, "pool '%s' is in mode reflink, but the file system "
+                        "under %s cannot make reflink copies (use mode auto or overlay)",
+                        pool->name, pool->path);
+        /* A bigger disk: the tail is a hole, which the guest's growpart
+         * claims on first boot. */
+        if (r == 0 && size > base.virtual_size && truncate(dst, (off_t)size) < 0) {
+            r = qvm_err_errno(err, errno, "cannot grow %s", dst);
+            unlink(dst);
+        }
+    } else {
+        r = overlay_template(pool, image, version, base.path, size, &tmpl, err);
+        if (r == 0)
+            r = copy_new_file(tmpl, dst, err);
+    }
     if (r < 0) {
         qvm_err_wrap(err, "cannot clone image '%s@%s' for VM '%s'", image, version, vm);
         free(dst);
     } else {
         memset(ret, 0, sizeof *ret);
         ret->path = dst;
-        ret->format = xstrdup("qcow2");
+        ret->format = xstrdup(reflink ? "raw" : "qcow2");
         ret->virtual_size = size;
     }
     free(tmpl);
@@ -381,6 +472,11 @@ static int dir_disk_clone(const struct qvm_pool *pool, const char *image, const 
     return r;
 }
 
+static char *dir_adopt_path(const struct qvm_pool *pool, const char *vm, const char *disk,
+                            const char *format)
+{
+    return xasprintf("%s/vms/%s/%s.%s", pool->path, vm, disk, format);
+}
 
 static int dir_vm_destroy(const struct qvm_pool *pool, const char *vm, struct qvm_error *err)
 {
@@ -408,5 +504,6 @@ const struct qvm_storage_driver qvm_storage_dir = {
     .vm_create = dir_vm_create,
     .disk_locate = dir_disk_locate,
     .disk_clone = dir_disk_clone,
+    .adopt_path = dir_adopt_path,
     .vm_destroy = dir_vm_destroy,
 };

@@ -120,6 +120,13 @@ struct qvm_storage_driver {
                       const struct qvm_prop *props, size_t nprops,
                       struct qvm_disk_info *ret, struct qvm_error *err);
 
+    /* Where an existing disk file of FORMAT ("raw" or "qcow2") is renamed
+     * to become disk DISK of VM (qvm up --reuse: adopted, never copied).
+     * Caller frees. NULL: the driver's disks are not plain files it can
+     * adopt. */
+    char *(*adopt_path)(const struct qvm_pool *pool, const char *vm, const char *disk,
+                        const char *format);
+
     /* True if disk_clone takes properties (zfs); elsewhere disk.zvol keys
      * other than base and name are refused before anything is changed. */
     bool clone_properties;
