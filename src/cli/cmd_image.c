@@ -1,4 +1,5 @@
 /* cmd_image.c - qvm image import|ls */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,7 +9,9 @@
 
 #include "cli.h"
 #include "core/image.h"
+#include "core/image_edit.h"
 #include "core/stream.h"
+#include "util/names.h"
 
 static int image_import(struct cli *cli, int argc, char **argv)
 {
@@ -222,6 +225,63 @@ static int image_commit(struct cli *cli, int argc, char **argv)
     return r < 0 ? cli_fail("committing image version", &err) : 0;
 }
 
+static int image_edit(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "vm", required_argument, NULL, 'v' }, { "pool", required_argument, NULL, 'p' },
+        { "memory", required_argument, NULL, 'm' }, { "vcpus", required_argument, NULL, 'c' },
+        { "ssh-key", required_argument, NULL, 'k' }, { "no-ssh-keys", no_argument, NULL, 'K' },
+        { "no-start", no_argument, NULL, 'S' }, CLI_COMMON_OPTIONS, { 0 } };
+    struct qvm_image_edit_opts eo = { 0 };
+    const char *keys[9] = { 0 };
+    size_t nkeys = 0;
+    char *end;
+    unsigned long n;
+    int c;
+    while ((c = getopt_long(argc, argv, "p:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'v': eo.vm = optarg; break;
+        case 'p': eo.pool = optarg; break;
+        case 'K': eo.no_ssh_keys = true; break;
+        case 'S': eo.no_start = true; break;
+        case 'k':
+            if (nkeys == 8)
+                return cli_usage(&cmd_image, "at most 8 --ssh-key files");
+            keys[nkeys++] = optarg;
+            break;
+        case 'm':
+        case 'c':
+            errno = 0;
+            n = strtoul(optarg, &end, 10);
+            if (errno || *end || n == 0 || n > (c == 'm' ? 1u << 22 : 256u))
+                return cli_usage(&cmd_image, "--%s takes a number (%s)",
+                                 c == 'm' ? "memory" : "vcpus",
+                                 c == 'm' ? "MiB, 1 to 4194304" : "1 to 256");
+            if (c == 'm')
+                eo.memory_mib = (unsigned)n;
+            else
+                eo.vcpus = (unsigned)n;
+            break;
+        default:
+            if (!cli_common_option(cli, c, optarg))
+                return cli_usage(&cmd_image, "unknown option");
+        }
+    }
+    if (argc - optind != 1)
+        return cli_usage(&cmd_image, "edit needs NAME or NAME@vN");
+    eo.ssh_keys = keys;
+    char name[QVM_NAME_MAX + 1], version[QVM_NAME_MAX + 1];
+    struct qvm_error err = { 0 };
+    if (qvm_image_ref_parse(argv[optind], name, version, &err) < 0)
+        return cli_fail("editing image", &err);
+    eo.version = version[0] ? version : NULL;
+    if (cli_open(cli))
+        return 1;
+    int r = qvm_image_edit(&cli->ctx, name, &eo, &err);
+    cli_close(cli);
+    return r < 0 ? cli_fail("editing image", &err) : 0;
+}
+
 static int image_send(struct cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = { { "from", required_argument, NULL, 'f' },
@@ -299,6 +359,8 @@ static int run_image(struct cli *cli, int argc, char **argv)
         return image_rm(cli, argc, argv);
     if (strcmp(sub, "commit") == 0)
         return image_commit(cli, argc, argv);
+    if (strcmp(sub, "edit") == 0)
+        return image_edit(cli, argc, argv);
     if (strcmp(sub, "send") == 0)
         return image_send(cli, argc, argv);
     if (strcmp(sub, "receive") == 0 || strcmp(sub, "recv") == 0)
@@ -316,6 +378,8 @@ const struct cli_command cmd_image = {
         "       qvm image versions [--json] NAME\n"
         "       qvm image publish|unpublish|deprecate|retire NAME@vN\n"
         "       qvm image rm NAME[@vN]\n"
+        "       qvm image edit [--vm VM] [--memory MiB] [--vcpus N] [--ssh-key FILE]\n"
+        "                      [--no-ssh-keys] [--no-start] NAME[@vN]\n"
         "       qvm image commit NAME --from VM\n"
         "       qvm image send [--from vM] NAME@vN > FILE\n"
         "       qvm image receive [--pool POOL] < FILE\n"
@@ -345,6 +409,13 @@ const struct cli_command cmd_image = {
         "change it, stop it, commit). The new version starts unpublished, with the\n"
         "version the VM came from as its parent; publish it when it is ready.\n"
         "\n"
+        "qvm image edit is that step's first half in one command: it provisions and\n"
+        "starts a working VM (default name NAME-edit; 1024 MiB, 1 vCPU, user\n"
+        "network) cloned from the newest version that is not retired (or from vN),\n"
+        "drafts and deprecated versions included, with your ~/.ssh/id_*.pub keys\n"
+        "(and any --ssh-key FILE) installed, so 'qvm ssh NAME-edit' works. Change\n"
+        "it, stop it, then 'qvm image commit NAME --from NAME-edit'.\n"
+        "\n"
         "qvm image send writes one version as a stream, whole or (--from) only the\n"
         "changes since an earlier version; qvm image receive creates that version in\n"
         "a pool of the same driver (zfs send, btrfs send, or qvm's block delta for\n"
@@ -368,5 +439,7 @@ const struct cli_command cmd_image = {
         "\n"
         "Examples:\n"
         "  qvm image import debian12 debian-12-genericcloud-amd64.qcow2\n"
-        "  qvm image ls --json\n",
+        "  qvm image ls --json\n"
+        "  qvm image edit debian12 && qvm ssh debian12-edit\n"
+        "  qvm stop debian12-edit && qvm image commit debian12 --from debian12-edit\n",
 };

@@ -109,14 +109,58 @@ expect_error "commit from a running VM is refused" "committing image version" "V
 before=$(state_snapshot)
 QVM_FAULT_TRACE=$T/csteps "$QVM" image commit base --from edit >/dev/null 2>&1
 "$QVM" image rm base@v3 >/dev/null 2>&1
+listing() { "$QVM" image versions base 2>/dev/null | awk '{print $1, $2}'; state_snapshot; }
 for step in $(cat "$T/csteps"); do
-    before=$(state_snapshot)
+    before=$(listing)
     QVM_FAULT=$step run_qvm image commit base --from edit
-    now=$(state_snapshot)
+    now=$(listing)
     [ "$rc" = 1 ] && [ "$before" = "$now" ] && ok "commit failing after '$step' leaves no version behind" ||
         { not_ok "commit fault $step"; diff <(echo "$before") <(echo "$now") | diag; }
+    (QVM_FAULT=kill:$step exec "$QVM" image commit base --from edit >/dev/null 2>&1)
+    now=$(listing)
+    [ "$before" = "$now" ] && ok "commit killed at '$step': the next command leaves neither data nor a listed version" ||
+        { not_ok "commit kill $step"; diff <(echo "$before") <(echo "$now") | diag; }
 done
 "$QVM" rm edit >/dev/null 2>&1
+
+# --- image edit: the working VM of the administration step ----------------------
+# base has v1 published, v2 published, v3 gone: deprecate v2, so the newest
+# usable version for ordinary VMs is v1, and edit still takes v2.
+"$QVM" image deprecate base@v2 >/dev/null 2>&1
+ssh-keygen -q -t ed25519 -N '' -f "$T/key" -C qvm-test-key >/dev/null
+before=$(state_snapshot)
+QVM_FAULT=seed-written run_qvm image edit --no-start --no-ssh-keys --ssh-key "$T/key.pub" base
+[ "$rc" = 1 ] && [ "$before" = "$(state_snapshot)" ] && ls "$QVM_ROOT/run/qvm/" | grep -vq image-edit &&
+    ok "image edit failing mid-way leaves nothing (not even its generated qvm file)" || { not_ok "edit fault"; echo "$err" | diag; }
+HOME=$T run_qvm image edit --no-start --ssh-key "$T/key.pub" base
+bundle=$QVM_ROOT/var/lib/qvm/pools/default/vms/base-edit
+[ "$rc" = 0 ] && [ -f "$bundle/vm.json" ] && ok "image edit base provisions the working VM base-edit" || { not_ok "image edit"; echo "$err" | diag; }
+grep -q "qvm image commit base --from base-edit" <<<"$out" && ok "and says how to commit it" || { not_ok "edit hint"; echo "$err" | diag; }
+run_qvm ls --json
+python3 -c '
+import json,sys
+v = [x for x in json.load(open(sys.argv[1])) if x["name"] == "base-edit"][0]
+assert v["image"] == "base" and v["version"] == "v2", v' "$T/out" &&
+    ok "it is cloned from v2, the newest version, though v2 is deprecated" || { not_ok "edit version"; echo "$out" | diag; }
+grep -qF "$(cut -d' ' -f2 "$T/key.pub")" "$bundle/vm.yaml" && grep -q "^hostname: base-edit" "$bundle/vm.yaml" &&
+    ok "its user-data installs the --ssh-key and names the host base-edit" || { not_ok "edit user-data"; cat "$bundle/vm.yaml" | diag; }
+expect_error "image edit of a VM name in use is refused" "provisioning virtual machine" "VM 'base-edit' already exists" \
+    image edit --no-start --no-ssh-keys base
+expect_error "a retired version cannot be edited" "editing image" "image 'base@v3' is retired|no version v3" \
+    image edit --no-start --no-ssh-keys --vm e3 base@v3
+echo "not a key" >"$T/bad.pub"
+expect_error "a --ssh-key that is not a public key is refused" "editing image" "$T/bad.pub is not one OpenSSH public key line" \
+    image edit --no-start --no-ssh-keys --vm e4 --ssh-key "$T/bad.pub" base
+disk=$(ls "$bundle"/disk0.*)
+qemu-io -f "${disk##*.}" -c 'write -P 0x77 2M 1M' "$disk" >/dev/null
+run_qvm image commit base --from base-edit
+run_qvm image versions --json base
+python3 -c '
+import json,sys
+v = json.load(open(sys.argv[1]))[-1]
+assert v["state"] == "unpublished" and v["parent"] == "v2", v' "$T/out" &&
+    ok "commit from the working VM makes the next version, parent v2" || { not_ok "edit commit"; echo "$out$err" | diag; }
+"$QVM" rm base-edit >/dev/null 2>&1
 
 run_qvm doctor
 [ "$rc" = 0 ] && ok "doctor finds nothing" || { not_ok "doctor"; echo "$out" | diag; }

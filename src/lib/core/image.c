@@ -174,6 +174,13 @@ int qvm_image_resolve(struct qvm_ctx *ctx, const char *pool, const char *ref,
                       struct qvm_image *ret_image, const struct qvm_image_version **ret_version,
                       struct qvm_error *err)
 {
+    return qvm_image_resolve_for(ctx, pool, ref, false, ret_image, ret_version, err);
+}
+
+int qvm_image_resolve_for(struct qvm_ctx *ctx, const char *pool, const char *ref, bool editing,
+                          struct qvm_image *ret_image,
+                          const struct qvm_image_version **ret_version, struct qvm_error *err)
+{
     char name[QVM_NAME_MAX + 1], version[QVM_NAME_MAX + 1];
     int r = qvm_image_ref_parse(ref, name, version, err);
     if (r < 0)
@@ -195,8 +202,8 @@ int qvm_image_resolve(struct qvm_ctx *ctx, const char *pool, const char *ref,
     }
     /* Seed 001's life cycle: deprecated and retired versions take no new
      * VMs; a draft is still being administered. */
-    if (!strcmp(found->state, "deprecated") || !strcmp(found->state, "retired") ||
-        !strcmp(found->state, "draft")) {
+    if (found->removed || !strcmp(found->state, "retired") ||
+        (!editing && (!strcmp(found->state, "deprecated") || !strcmp(found->state, "draft")))) {
         r = qvm_err(err, EPERM, "image '%s@%s' is %s: it takes no new VMs%s", name, found->name,
                     found->state, strcmp(found->state, "draft") ? " (existing ones keep running)"
                                                                 : "");

@@ -49,6 +49,12 @@ int qvm_image_resolve(struct qvm_ctx *ctx, const char *pool, const char *ref,
                       struct qvm_image *ret_image, const struct qvm_image_version **ret_version,
                       struct qvm_error *err);
 
+/* As qvm_image_resolve; EDITING (qvm image edit) also takes draft and
+ * deprecated versions, which take no ordinary VMs. */
+int qvm_image_resolve_for(struct qvm_ctx *ctx, const char *pool, const char *ref, bool editing,
+                          struct qvm_image *ret_image,
+                          const struct qvm_image_version **ret_version, struct qvm_error *err);
+
 /* image.json of IMAGE in POOL: read, and write atomically. */
 int qvm_image_load_from(const struct qvm_pool *pool, const char *name, struct qvm_image *ret,
                         struct qvm_error *err);

@@ -22,6 +22,7 @@
 
 #include <json-c/json.h>
 
+#include "core/image.h"
 #include "core/pools.h"
 #include "core/process.h"
 #include "util/fsutil.h"
@@ -192,6 +193,33 @@ static const char *rec_str(json_object *rec, const char *key)
 }
 
 /* Undoes one record; on failure appends a line to FAILED. */
+/* The version an undone step created must not stay listed in image.json
+ * either (a commit killed after writing the metadata). */
+static void forget_version(const struct qvm_pool *pool, const char *image, const char *ver,
+                           struct strbuf *failed)
+{
+    struct qvm_image img;
+    struct qvm_error e = { 0 };
+    if (qvm_image_load_from(pool, image, &img, &e) < 0)
+        return;         /* no image.json (yet, or any more): nothing lists it */
+    for (size_t i = 0; i < img.nversions; i++) {
+        struct qvm_image_version *v = &img.versions[i];
+        if (strcmp(v->name, ver))
+            continue;
+        free(v->name);
+        free(v->uuid);
+        free(v->parent);
+        free(v->state);
+        memmove(v, v + 1, (img.nversions - i - 1) * sizeof *v);
+        img.nversions--;
+        if (qvm_image_save(pool, &img, &e) < 0)
+            strbuf_addf(failed, "\n  version %s@%s is still listed in image.json (%s)", image,
+                        ver, e.msg);
+        break;
+    }
+    qvm_image_release(&img);
+}
+
 static void undo_one(struct qvm_ctx *ctx, json_object *rec, struct strbuf *failed)
 {
     const char *kind = rec_str(rec, "undo");
@@ -219,6 +247,7 @@ static void undo_one(struct qvm_ctx *ctx, json_object *rec, struct strbuf *faile
         } else if (qvm_pool_get(ctx, pool_name, &pool, &e) < 0) {
             strbuf_addf(failed, "\n  version %s@%s was not removed (%s)", obj, ver, e.msg);
         } else {
+            forget_version(&pool, obj, ver, failed);
             if (pool.driver->version_destroy &&
                 pool.driver->version_destroy(&pool, obj, ver, &e) < 0)
                 strbuf_addf(failed, "\n  version %s@%s in pool '%s' was not removed (%s)", obj,

@@ -15,6 +15,7 @@ struct qvm_up_opts {
     bool no_start;         /* provision the bundle but do not start QEMU */
     const char *pool;      /* --pool; NULL: disk.pool or the default pool */
     const char *reuse;     /* --reuse FILE: adopt FILE as the disk instead of cloning */
+    bool any_state;        /* qvm image edit: draft and deprecated versions too */
 };
 
 /* Provisions the VM described by qvm file FILE. Errors from reading the file

@@ -91,7 +91,8 @@ static int resolve_base(struct qvm_ctx *ctx, const struct qvm_vm_spec *spec,
                        "this host's pools hold qvm images: import it with qvm image import",
                        spec->disk.base);
     const char *pool_name = opts->pool ? opts->pool : spec->disk.pool;
-    int r = qvm_image_resolve(ctx, pool_name, spec->disk.base, &img, &ver, err);
+    int r = qvm_image_resolve_for(ctx, pool_name, spec->disk.base, opts->any_state, &img, &ver,
+                                  err);
     if (r < 0)
         return qvm_err_wrap(err, "disk.zvol.base '%s'", spec->disk.base);
     r = qvm_pool_get(ctx, img.pool, pool, err);
