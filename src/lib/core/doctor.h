@@ -1,7 +1,8 @@
 /* doctor.h - finds (and with repair, fixes) what a crash or a hand-edit can
  * leave behind: journals whose rollback failed, detached bundles not yet
- * freed, partial image copies, disks without a VM, runtime files without a
- * process, and QEMU processes qvm started for VMs that no longer exist. */
+ * freed, partial image copies, temp files of interrupted writes, disks
+ * without a VM, VMs without a disk, runtime files (pid files, sockets)
+ * without a process, and QEMU processes that no VM knows. */
 #ifndef QVM_CORE_DOCTOR_H
 #define QVM_CORE_DOCTOR_H
 
@@ -11,7 +12,9 @@
 #include "core/context.h"
 
 struct qvm_finding {
-    char *kind;      /* journal, trash, partial, orphan-bundle, orphan-runtime, stale-runtime, orphan-qemu */
+    char *kind;      /* journal, partial, leftover-temp, orphan-bundle, orphan-image,
+                        orphan-runtime, stale-runtime, orphan-qemu, unknown-qemu,
+                        missing-disk (reported, never "fixed": qvm cannot make a disk up) */
     char *what;      /* a sentence naming the object */
     bool fixed;      /* repaired in this run */
 };
