@@ -102,6 +102,22 @@ int qvm_spec_parse(const char *filename, const char *data, size_t len,
     if (c.len >= 3 && u[0] == 0xEF && u[1] == 0xBB && u[2] == 0xBF)
         c.base = 3;     /* libyaml skips a UTF-8 BOM without counting it in marks */
     c.cursor_off = c.base;
+    /* YAML 1.1 also breaks lines at NEL, LS and PS; qvm keeps user-data as
+     * text and cuts documents at "\n", so those would split it differently
+     * from libyaml. No real qvm file needs them. */
+    for (size_t i = c.base, line = 1, col = 1; i + 1 < c.len; i++, col++) {
+        bool nel = u[i] == 0xC2 && u[i + 1] == 0x85;
+        bool lsps = i + 2 < c.len && u[i] == 0xE2 && u[i + 1] == 0x80 &&
+                    (u[i + 2] == 0xA8 || u[i + 2] == 0xA9);
+        if (nel || lsps)
+            return qvm_err(err, EINVAL, "%s:%zu:%zu: the line break U+%s is not supported; "
+                           "end lines with \\n", filename, line, col,
+                           nel ? "0085" : u[i + 2] == 0xA8 ? "2028" : "2029");
+        if (u[i] == '\n')
+            line++, col = 0;
+        else if ((u[i] & 0xC0) == 0x80)
+            col--;      /* a UTF-8 continuation byte: same column */
+    }
 
     struct qvm_vm_spec s = { 0 };
     struct doc_ref refs[DOC_KINDS];

@@ -450,7 +450,8 @@ static int dir_disk_clone(const struct qvm_pool *pool, const char *image, const 
         /* A bigger disk: the tail is a hole, which the guest's growpart
          * claims on first boot. */
         if (r == 0 && size > base.virtual_size && truncate(dst, (off_t)size) < 0) {
-            r = qvm_err_errno(err, errno, "cannot grow %s", dst);
+            r = qvm_err_errno(err, errno, "cannot grow the disk of VM '%s' to %llu bytes", vm,
+                              (unsigned long long)size);
             unlink(dst);
         }
     } else {
