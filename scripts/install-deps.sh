@@ -6,10 +6,12 @@ if [ "$(id -u)" != 0 ]; then
     echo "install-deps: run as root (apt-get)" >&2
     exit 1
 fi
-build=(meson ninja-build pkg-config gcc libyaml-dev libjson-c-dev libarchive-dev libssl-dev)
+build=(meson ninja-build pkg-config gcc libyaml-dev libjson-c-dev libarchive-dev libssl-dev
+       libzstd-dev libxml2-dev libvirt-dev)
 run=(qemu-system-x86 qemu-utils)
 test=(mmdebstrap extlinux syslinux-common e2fsprogs fdisk util-linux valgrind
-      clang libclang-rt-14-dev btrfs-progs xfsprogs zfs-fuse)
+      clang libclang-rt-14-dev btrfs-progs xfsprogs zfs-fuse
+      libvirt-daemon-system libvirt-clients virtinst libxml2-utils)
 bench=(hyperfine virtinst libvirt-daemon-system)
 want=("${build[@]}" "${run[@]}" "${test[@]}")
 [ "${QVM_WITH_BENCH:-0}" = 1 ] && want+=("${bench[@]}")

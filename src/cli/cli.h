@@ -58,5 +58,20 @@ bool cli_common_option(struct cli *cli, int c, const char *arg);
 
 extern const struct cli_command cmd_pool, cmd_image, cmd_up, cmd_ls, cmd_start, cmd_stop, cmd_rm,
     cmd_console, cmd_exec, cmd_wait, cmd_doctor;
+/* issue 4, control: */
+extern const struct cli_command cmd_restart, cmd_pause, cmd_resume, cmd_info, cmd_ssh;
+/* issue 4, edit, resize and autostart (cmd_edit.c): */
+extern const struct cli_command cmd_edit, cmd_resize, cmd_autostart;
+/* issue 4, snapshots and clones (cmd_snapshot.c): */
+extern const struct cli_command cmd_snapshot, cmd_revert, cmd_clone;
+/* issue 4, bundles: */
+extern const struct cli_command cmd_export, cmd_import, cmd_scan;
+/* issue 5, memory (cmd_host.c): */
+extern const struct cli_command cmd_host;
+/* issue 6, libvirt (cmd_adopt.c): */
+extern const struct cli_command cmd_adopt;
+struct qvm_vm;
+/* qvm console of a VM under libvirt: raw terminal, libvirt's console stream. */
+int cli_console_libvirt(struct cli *cli, const struct qvm_vm *vm);
 
 #endif

@@ -15,6 +15,8 @@ static int pool_add(struct cli *cli, int argc, char **argv)
         { "dataset", required_argument, NULL, 's' },
         { "mode", required_argument, NULL, 'm' },
         { "default", no_argument, NULL, 'D' },
+        { "runtime", required_argument, NULL, 'r' },
+        { "runtime-uri", required_argument, NULL, 'u' },
         CLI_COMMON_OPTIONS, { 0 },
     };
     struct qvm_pool_config pc = { 0 };
@@ -27,6 +29,8 @@ static int pool_add(struct cli *cli, int argc, char **argv)
         case 's': pc.dataset = optarg; break;
         case 'm': pc.mode = optarg; break;
         case 'D': make_default = true; break;
+        case 'r': pc.runtime = optarg; break;
+        case 'u': pc.runtime_uri = optarg; break;
         default:
             if (!cli_common_option(cli, c, optarg))
                 return cli_usage(&cmd_pool, "unknown option");
@@ -36,6 +40,9 @@ static int pool_add(struct cli *cli, int argc, char **argv)
         return cli_usage(&cmd_pool, "add needs one pool NAME");
     if (!pc.driver)
         return cli_usage(&cmd_pool, "add needs --driver zfs|btrfs|dir");
+    if (pc.runtime && strcmp(pc.runtime, "qemu") && strcmp(pc.runtime, "libvirt") &&
+        strcmp(pc.runtime, "virt-install"))
+        return cli_usage(&cmd_pool, "--runtime takes qemu, libvirt or virt-install");
     pc.name = argv[optind];
     if (cli_open(cli))
         return 1;
@@ -84,6 +91,10 @@ static int pool_ls(struct cli *cli, int argc, char **argv)
                 json_object_object_add(o, "dataset", json_object_new_string(pc->dataset));
             if (pc->mode)
                 json_object_object_add(o, "mode", json_object_new_string(pc->mode));
+            if (pc->runtime)
+                json_object_object_add(o, "runtime", json_object_new_string(pc->runtime));
+            if (pc->runtime_uri)
+                json_object_object_add(o, "runtime_uri", json_object_new_string(pc->runtime_uri));
             json_object_object_add(o, "online", json_object_new_boolean(ok));
             if (ok)
                 json_object_object_add(o, "mountpoint", json_object_new_string(pool.path));
@@ -145,6 +156,7 @@ const struct cli_command cmd_pool = {
         "Usage: qvm pool add NAME --driver dir --path DIR [--mode auto|reflink|overlay] [--default]\n"
         "       qvm pool add NAME --driver btrfs --path DIR [--default]\n"
         "       qvm pool add NAME --driver zfs --dataset POOL/DATASET [--mode dataset|zvol] [--default]\n"
+        "       ... [--runtime qemu|libvirt|virt-install] [--runtime-uri URI]\n"
         "       qvm pool ls [--json]\n"
         "       qvm pool rm NAME\n"
         "\n"
@@ -171,6 +183,11 @@ const struct cli_command cmd_pool = {
         "layout (images and vms) before writing qvm.conf; --default makes it the pool\n"
         "'qvm image import' and 'qvm up' use when none is named (--pool, disk.pool).\n"
         "qvm pool rm forgets a pool that holds no images or VMs; it never deletes data.\n"
+        "\n"
+        "--runtime sets the runtime of the VMs provisioned in the pool when neither\n"
+        "'qvm up --runtime' nor the qvm file's vm.runtime says: qemu (the default),\n"
+        "libvirt or virt-install; --runtime-uri their libvirt connection (default\n"
+        "qemu:///system). See 'qvm up --help'.\n"
         "\n"
         "Examples:\n"
         "  qvm pool add tank --driver zfs --dataset tank/qvm --default\n"

@@ -4,6 +4,7 @@
 
 #include "cli.h"
 #include "core/lifecycle.h"
+#include "core/memory.h"
 
 static int run_up(struct cli *cli, int argc, char **argv)
 {
@@ -12,6 +13,8 @@ static int run_up(struct cli *cli, int argc, char **argv)
         { "no-start", no_argument, NULL, 'S' },
         { "pool", required_argument, NULL, 'p' },
         { "reuse", required_argument, NULL, 'R' },
+        { "force", no_argument, NULL, 'f' },
+        { "runtime", required_argument, NULL, 'r' },
         CLI_COMMON_OPTIONS, { 0 },
     };
     struct qvm_up_opts up = { 0 };
@@ -22,6 +25,8 @@ static int run_up(struct cli *cli, int argc, char **argv)
         case 'S': up.no_start = true; break;
         case 'p': up.pool = optarg; break;
         case 'R': up.reuse = optarg; break;
+        case 'f': qvm_memory_set_force(true); break;
+        case 'r': up.runtime = optarg; break;
         default:
             if (!cli_common_option(cli, c, optarg))
                 return cli_usage(&cmd_up, "unknown option");
@@ -44,7 +49,8 @@ const struct cli_command cmd_up = {
     .run = run_up,
     .summary = "provision a VM from a qvm file and start it",
     .help =
-        "Usage: qvm up [--dry-run] [--no-start] [--pool POOL] [--reuse DISKFILE] FILE\n"
+        "Usage: qvm up [--dry-run] [--no-start] [--force] [--pool POOL] [--reuse DISKFILE]\n"
+        "              [--runtime qemu|libvirt|virt-install] FILE\n"
         "\n"
         "Provisions the VM described by the qvm file FILE: clones its disk from the\n"
         "image version named by vm.disk.zvol.base (copy-on-write, so it costs no time\n"
@@ -75,11 +81,25 @@ const struct cli_command cmd_up = {
         "port on 127.0.0.1, shown here and by 'qvm ls'. The accelerator is KVM where\n"
         "KVM can run an ordinary guest, else TCG (qvm says so once).\n"
         "\n"
+        "The runtime runs the VM: qemu (qvm's own QEMU, the default), libvirt (a\n"
+        "libvirt domain qvm defines through libvirt's API, seen by virsh and\n"
+        "virt-manager; vm.runtime-uri or the pool's runtime-uri names the connection,\n"
+        "default qemu:///system) or virt-install (seed 000's way: virt-install is run\n"
+        "with the file's options, --dry-run first; vm keys qvm does not model are\n"
+        "passed to it as --KEY=VALUE). --runtime, else vm.runtime, else the pool's\n"
+        "runtime key in qvm.conf picks it. With libvirt, network may also be\n"
+        "network=NAME (a libvirt network) or bridge=NAME (a host bridge).\n"
+        "\n"
+        "The VM starts only if the host's memory budget has room for it (see 'qvm\n"
+        "host'); otherwise up fails with the numbers and rolls back.\n"
+        "\n"
         "Options:\n"
         "  -n, --dry-run   validate everything and print what would be done\n"
         "  --no-start      provision the VM but do not start it ('qvm start' does)\n"
+        "  --force         start it even if the memory budget has no room for it\n"
         "  -p, --pool POOL the pool for the VM's disk (default: disk.pool, else the\n"
         "                  pool holding the image)\n"
+        "  --runtime R     qemu, libvirt or virt-install (see above)\n"
         "  --reuse DISKFILE adopt an existing disk file (raw, or qcow2 without a\n"
         "                  backing file) as the VM's disk instead of cloning an\n"
         "                  image: it is renamed into the VM's bundle, never copied,\n"
@@ -95,5 +115,6 @@ const struct cli_command cmd_up = {
         "Examples:\n"
         "  qvm up --dry-run web1.yaml\n"
         "  qvm up web1.yaml && qvm wait web1\n"
-        "  qvm up --reuse /var/lib/qvm/pools/default/old-web.qcow2 web1.yaml\n",
+        "  qvm up --reuse /var/lib/qvm/pools/default/old-web.qcow2 web1.yaml\n"
+        "  qvm up --runtime libvirt web1.yaml && virsh dumpxml web1\n",
 };

@@ -1,4 +1,4 @@
-/* cmd_vm.c - qvm ls|start|stop|rm|console */
+/* cmd_vm.c - qvm ls|start|stop|restart|pause|resume|rm|console */
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
@@ -12,7 +12,18 @@
 
 #include "cli.h"
 #include "core/lifecycle.h"
+#include "core/memory.h"
+#include "core/monitor.h"
+#include "core/runtime_libvirt.h"
 #include "core/vm.h"
+
+#define STOP_TIMEOUT_S 60     /* how long stop and restart wait for an ACPI power-off */
+#define STR(x) #x
+#define XSTR(x) STR(x)
+/* Every verb that talks to a VM's monitor says how it waits for it. */
+#define LOCK_HELP \
+    "If another qvm command is working on the VM, waits up to " XSTR(QVM_LOCK_TIMEOUT_S) " s for it\n" \
+    "(QVM_LOCK_TIMEOUT=SECONDS changes that), then fails naming that command.\n"
 
 /* Parses common options only and returns the remaining argument count. */
 static int simple_args(struct cli *cli, const struct cli_command *cmd, int argc, char **argv)
@@ -46,6 +57,7 @@ static int run_ls(struct cli *cli, int argc, char **argv)
             json_object *o = json_object_new_object();
             json_object_object_add(o, "name", json_object_new_string(st[i].name));
             json_object_object_add(o, "state", json_object_new_string(st[i].state));
+            json_object_object_add(o, "busy", json_object_new_boolean(st[i].busy));
             json_object_object_add(o, "pid", st[i].pid > 0 ? json_object_new_int(st[i].pid) : NULL);
             json_object_object_add(o, "uptime", st[i].uptime_s >= 0 ?
                                    json_object_new_int64(st[i].uptime_s) : NULL);
@@ -87,47 +99,116 @@ static int run_ls(struct cli *cli, int argc, char **argv)
 
 static int run_start(struct cli *cli, int argc, char **argv)
 {
-    int n = simple_args(cli, &cmd_start, argc, argv);
-    if (n != 1)
-        return cli_usage(&cmd_start, n < 0 ? "unknown option" : "expected one VM name");
+    static const struct option opts[] = {
+        { "force", no_argument, NULL, 'f' }, CLI_COMMON_OPTIONS, { 0 },
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "f", opts, NULL)) != -1) {
+        if (c == 'f')
+            qvm_memory_set_force(true);     /* memory admission: start anyway */
+        else if (!cli_common_option(cli, c, optarg))
+            return cli_usage(&cmd_start, "unknown option");
+    }
+    if (argc - optind != 1)
+        return cli_usage(&cmd_start, "expected one VM name");
     if (cli_open(cli))
         return 1;
     struct qvm_error err = { 0 };
-    int r = qvm_start(&cli->ctx, argv[argc - 1], &err);
+    int r = qvm_start(&cli->ctx, argv[optind], &err);
     cli_close(cli);
     return r < 0 ? cli_fail("starting virtual machine", &err) : 0;
 }
 
-static int run_stop(struct cli *cli, int argc, char **argv)
+/* stop and restart: [--force] [--timeout S] NAME. Returns NAME's index, or
+ * -1 after a usage message. */
+static int stop_args(struct cli *cli, const struct cli_command *cmd, int argc, char **argv,
+                     bool *force, int *timeout)
 {
     static const struct option opts[] = {
         { "force", no_argument, NULL, 'f' },
         { "timeout", required_argument, NULL, 't' },
         CLI_COMMON_OPTIONS, { 0 },
     };
-    bool force = false;
-    int timeout = 60, c;
+    *force = false;
+    *timeout = STOP_TIMEOUT_S;
+    int c;
     while ((c = getopt_long(argc, argv, "ft:", opts, NULL)) != -1) {
         if (c == 'f') {
-            force = true;
+            *force = true;
         } else if (c == 't') {
             char *end;
             long t = strtol(optarg, &end, 10);
-            if (*end || t < 0 || t > 86400)
-                return cli_usage(&cmd_stop, "--timeout takes seconds (0..86400), not '%s'", optarg);
-            timeout = (int)t;
+            if (!*optarg || *end || t < 0 || t > 86400) {
+                cli_usage(cmd, "--timeout takes seconds (0..86400), not '%s'", optarg);
+                return -1;
+            }
+            *timeout = (int)t;
         } else if (!cli_common_option(cli, c, optarg)) {
-            return cli_usage(&cmd_stop, "unknown option");
+            cli_usage(cmd, "unknown option");
+            return -1;
         }
     }
-    if (argc - optind != 1)
-        return cli_usage(&cmd_stop, "expected one VM name");
+    if (argc - optind != 1) {
+        cli_usage(cmd, "expected one VM name");
+        return -1;
+    }
+    return optind;
+}
+
+static int run_stop(struct cli *cli, int argc, char **argv)
+{
+    bool force;
+    int timeout;
+    int i = stop_args(cli, &cmd_stop, argc, argv, &force, &timeout);
+    if (i < 0)
+        return 1;
     if (cli_open(cli))
         return 1;
     struct qvm_error err = { 0 };
-    int r = qvm_stop(&cli->ctx, argv[optind], force, timeout, &err);
+    int r = qvm_stop(&cli->ctx, argv[i], force, timeout, &err);
     cli_close(cli);
     return r < 0 ? cli_fail("stopping virtual machine", &err) : 0;
+}
+
+static int run_restart(struct cli *cli, int argc, char **argv)
+{
+    bool force;
+    int timeout;
+    int i = stop_args(cli, &cmd_restart, argc, argv, &force, &timeout);
+    if (i < 0)
+        return 1;
+    if (cli_open(cli))
+        return 1;
+    struct qvm_error err = { 0 };
+    int r = qvm_restart(&cli->ctx, argv[i], force, timeout, &err);
+    cli_close(cli);
+    return r < 0 ? cli_fail("restarting virtual machine", &err) : 0;
+}
+
+static int run_pause_resume(struct cli *cli, const struct cli_command *cmd, int argc, char **argv)
+{
+    int n = simple_args(cli, cmd, argc, argv);
+    if (n != 1)
+        return cli_usage(cmd, n < 0 ? "unknown option" : "expected one VM name");
+    if (cli_open(cli))
+        return 1;
+    struct qvm_error err = { 0 };
+    bool pause = cmd == &cmd_pause;
+    int r = pause ? qvm_pause(&cli->ctx, argv[argc - 1], &err)
+                  : qvm_resume(&cli->ctx, argv[argc - 1], &err);
+    cli_close(cli);
+    return r < 0 ? cli_fail(pause ? "pausing virtual machine" : "resuming virtual machine", &err)
+                 : 0;
+}
+
+static int run_pause(struct cli *cli, int argc, char **argv)
+{
+    return run_pause_resume(cli, &cmd_pause, argc, argv);
+}
+
+static int run_resume(struct cli *cli, int argc, char **argv)
+{
+    return run_pause_resume(cli, &cmd_resume, argc, argv);
 }
 
 static int run_rm(struct cli *cli, int argc, char **argv)
@@ -161,10 +242,14 @@ static int run_console(struct cli *cli, int argc, char **argv)
         return cli_fail("attaching to console", &err);
     }
     int status = 0;
-    if (qvm_vm_pid(&vm) <= 0) {
-        qvm_err(&err, ESRCH, "VM '%s' is not running; start it with: qvm start %s",
-                vm.spec.name, vm.spec.name);
+    /* The console is its own socket, not the monitor: no VM lock, so a
+     * console left open never holds up other commands. */
+    if (qvm_vm_running_pid(&vm, NULL, &err) < 0) {
         status = cli_fail("attaching to console", &err);
+        goto out;
+    }
+    if (qvm_vm_libvirt(&vm)) {                  /* libvirt's console (cmd_adopt.c) */
+        status = cli_console_libvirt(cli, &vm);
         goto out;
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -231,13 +316,17 @@ const struct cli_command cmd_ls = {
     .help =
         "Usage: qvm ls [--json]\n"
         "\n"
-        "Lists every VM in every pool: name, state (running or stopped), QEMU pid,\n"
-        "memory, vCPUs, disk size, the image version its disk was cloned from, and the\n"
-        "host address forwarded to the guest's SSH port (network 'user').\n"
+        "Lists every VM in every pool: name, state, QEMU pid, memory, vCPUs, disk\n"
+        "size, the image version its disk was cloned from, and the host address\n"
+        "forwarded to the guest's SSH port (network 'user'). The state is 'stopped'\n"
+        "or, for a running QEMU, what its monitor reports (query-status): 'running',\n"
+        "'paused', 'guest-panicked', ... A VM another qvm command is working on is\n"
+        "shown as 'running' without asking its monitor (busy in --json). 'qvm info\n"
+        "NAME' tells more about one VM.\n"
         "\n"
         "Options:\n"
-        "  --json   an array of objects with name, state, pid, uptime, pool, image,\n"
-        "           version, memory_mib, vcpus, disk_size, mac and ssh_port\n",
+        "  --json   an array of objects with name, state, busy, pid, uptime, pool,\n"
+        "           image, version, memory_mib, vcpus, disk_size, mac and ssh_port\n",
 };
 
 const struct cli_command cmd_start = {
@@ -245,10 +334,23 @@ const struct cli_command cmd_start = {
     .run = run_start,
     .summary = "start a stopped VM",
     .help =
-        "Usage: qvm start NAME\n"
+        "Usage: qvm start [--force] NAME\n"
         "\n"
         "Starts QEMU for VM NAME from its bundle (definition, disk and seed) and\n"
-        "returns once QMP reports it running. Starting a running VM is not an error.\n",
+        "returns once QMP reports it running. Starting a running VM is not an error.\n"
+        "\n"
+        "Memory admission: the VM starts only if the host's memory minus the host\n"
+        "reserve minus what running VMs use (their memory plus a QEMU overhead\n"
+        "each) leaves room for its memory plus the overhead; otherwise start fails\n"
+        "with the numbers. 'qvm host' shows the budget; qvm.conf's host section\n"
+        "sets it. Two starts never share the same free memory: the check holds a\n"
+        "host-wide lock until QEMU runs. On a ZFS host the ARC limit is lowered\n"
+        "first (see 'qvm host --help').\n"
+        "\n"
+        "Options:\n"
+        "  -f, --force   start even if the memory budget has no room for the VM\n"
+        "\n"
+        LOCK_HELP,
 };
 
 const struct cli_command cmd_stop = {
@@ -260,12 +362,65 @@ const struct cli_command cmd_stop = {
         "\n"
         "Asks the guest to power off through an ACPI power-button event (QMP\n"
         "system_powerdown) and waits for QEMU to exit. If the guest has not powered\n"
-        "off within the timeout (default 60 s), QEMU is told to quit, and killed if\n"
-        "it does not. Stopping a stopped VM is not an error.\n"
+        "off within the timeout (default " XSTR(STOP_TIMEOUT_S) " s), QEMU is told to quit, and killed if\n"
+        "it does not. A paused VM is resumed first, so that its guest can act on\n"
+        "the power button. Stopping a stopped VM is not an error; if its QEMU had\n"
+        "died, stop removes the runtime files it left.\n"
+        "\n"
+        LOCK_HELP
         "\n"
         "Options:\n"
-        "  -f, --force            skip the ACPI request: stop at once\n"
-        "  -t, --timeout SECONDS  how long the guest gets to power off\n",
+        "  -f, --force            skip the ACPI request: stop at once (QMP quit, then\n"
+        "                         SIGKILL)\n"
+        "  -t, --timeout SECONDS  how long the guest gets to power off (default " XSTR(STOP_TIMEOUT_S) ")\n",
+};
+
+const struct cli_command cmd_restart = {
+    .name = "restart",
+    .run = run_restart,
+    .summary = "stop a VM (ACPI) and start it again, applying edits",
+    .help =
+        "Usage: qvm restart [--force] [--timeout SECONDS] NAME\n"
+        "\n"
+        "Stops VM NAME as 'qvm stop' does (ACPI power-down, waiting up to the\n"
+        "timeout, default " XSTR(STOP_TIMEOUT_S) " s, then a hard stop) and starts it again, reading\n"
+        "its definition anew, so changes made while it ran (qvm edit) apply. No\n"
+        "other qvm command gets in between. Restarting a stopped VM starts it.\n"
+        "\n"
+        LOCK_HELP
+        "\n"
+        "Options:\n"
+        "  -f, --force            do not ask the guest: stop it at once\n"
+        "  -t, --timeout SECONDS  how long the guest gets to power off (default " XSTR(STOP_TIMEOUT_S) ")\n",
+};
+
+const struct cli_command cmd_pause = {
+    .name = "pause",
+    .run = run_pause,
+    .summary = "freeze a running VM's vCPUs",
+    .help =
+        "Usage: qvm pause NAME\n"
+        "\n"
+        "Stops VM NAME's virtual CPUs (QMP stop): the guest is frozen in place, its\n"
+        "memory kept, its clock stopped. QEMU keeps running; 'qvm ls' and 'qvm info'\n"
+        "show the VM as paused, 'qvm exec' and 'qvm wait' refuse it, 'qvm stop'\n"
+        "resumes it before asking it to power off. Pausing a paused VM is not an\n"
+        "error.\n"
+        "\n"
+        LOCK_HELP,
+};
+
+const struct cli_command cmd_resume = {
+    .name = "resume",
+    .run = run_resume,
+    .summary = "let a paused VM run again",
+    .help =
+        "Usage: qvm resume NAME\n"
+        "\n"
+        "Lets the virtual CPUs of paused VM NAME run again (QMP cont). Resuming a\n"
+        "running VM is not an error.\n"
+        "\n"
+        LOCK_HELP,
 };
 
 const struct cli_command cmd_rm = {

@@ -102,6 +102,11 @@ _zfs_daemon() {
         return 1
     fi
     if [ ! -c /dev/fuse ]; then zfs_why="zfs-fuse needs /dev/fuse, which this machine has not"; return 1; fi
+    # A pid file left by a zfs-fuse that was killed makes the next one
+    # refuse to start: remove it when no zfs-fuse has that pid.
+    local old
+    old=$(cat "$ZFS_FUSE_PIDFILE" 2>/dev/null)
+    if [ -n "$old" ] && ! grep -qs zfs-fuse "/proc/$old/comm"; then rm -f "$ZFS_FUSE_PIDFILE"; fi
     if ! zfs-fuse -p "$ZFS_FUSE_PIDFILE" >"$T/zfs-fuse.log" 2>&1; then
         zfs_why="zfs-fuse did not start: $(tail -1 "$T/zfs-fuse.log")"; return 1
     fi

@@ -513,7 +513,7 @@ static void test_vm_key_errors(void)
 {
     expect_vm_err(VM_OK "rng: /dev/urandom\n",
                   "t.yaml:6:1: key 'vm.rng': unsupported option 'rng' (qvm supports: name, memory, vcpus, cpu, "
-                  "virt-type, accel, machine, os-variant, import, noautoconsole, boot, graphics, disk, network)",
+                  "virt-type, accel, machine, os-variant, import, noautoconsole, boot, graphics, disk, network, autostart",
                   "unknown key named, with the supported list");
     expect_vm_err(VM_OK "os_variant: debian12\n",
                   "t.yaml:6:1: key 'vm.os_variant': unsupported option 'os_variant' (did you mean 'os-variant'?",
@@ -529,8 +529,8 @@ static void test_vm_key_errors(void)
     expect_vm_err(VM_OK "graphics: {type: vnc, listen: 0.0.0.0}\n",
                   "t.yaml:6:23: key 'vm.graphics.listen': unsupported option 'listen' (qvm supports: type)",
                   "graphics mapping: other keys refused");
-    expect_vm_err(VM_OK "network: {bridge: br0}\n",
-                  "t.yaml:6:11: key 'vm.network.bridge': unsupported option 'bridge' (qvm supports: type, model, mac, ssh-port)",
+    expect_vm_err(VM_OK "network: {portgroup: br0}\n",
+                  "t.yaml:6:11: key 'vm.network.portgroup': unsupported option 'portgroup' (qvm supports: type, model, mac, ssh-port, network, bridge)",
                   "network mapping: other keys refused");
     expect_vm_err(VM_OK "name: u\n", "t.yaml:6:1: key 'vm.name': duplicate key (the first is at line 2)",
                   "duplicate key");

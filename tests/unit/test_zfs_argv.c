@@ -601,12 +601,16 @@ static void test_dataset_mode(void)
     fake_reset();
 
     reply(1, NULL, "cannot open 'tank/qvm/vms/web': dataset does not exist\n", 1);
+    reply(2, NULL, "cannot open 'tank/qvm/vms/web': dataset does not exist\n", 1);
     CHECK(d->vm_destroy(&pool, "web", &err) == 0, "vm_destroy of a missing VM is success");
-    CHECK_LOG("zfs|destroy|-r|tank/qvm/vms/web\n", "vm_destroy: zfs destroy -r");
+    CHECK_LOG("zfs|get|-Hp|-r|-o|name,property,value|origin|tank/qvm/vms/web\n"
+              "zfs|destroy|-r|tank/qvm/vms/web\n",
+              "vm_destroy: its clones' origins (test_snapshot_argv), then zfs destroy -r");
     fake_reset();
-    reply(1, NULL, "cannot destroy 'tank/qvm/vms/web': dataset is busy\n", 1);
+    reply(2, NULL, "cannot destroy 'tank/qvm/vms/web': dataset is busy\n", 1);
     CHECK(d->vm_destroy(&pool, "web", &err) == 0, "vm_destroy retries a busy dataset");
-    CHECK_LOG("zfs|destroy|-r|tank/qvm/vms/web\nzfs|destroy|-r|tank/qvm/vms/web\n", "twice");
+    CHECK_LOG("zfs|get|-Hp|-r|-o|name,property,value|origin|tank/qvm/vms/web\n"
+              "zfs|destroy|-r|tank/qvm/vms/web\nzfs|destroy|-r|tank/qvm/vms/web\n", "twice");
     fake_reset();
 
     const char *listing = "tank/qvm\torigin\t-\ntank/qvm/images/deb\torigin\t-\n"

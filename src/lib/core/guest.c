@@ -1,3 +1,5 @@
+/* guest.c - exec and wait through the guest agent, each conversation under
+ * the VM lock (monitor.h). */
 #include "guest.h"
 
 #include <errno.h>
@@ -6,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/monitor.h"
+#include "core/runtime_libvirt.h"
 #include "core/vm.h"
 #include "runtime/qmp.h"
 #include "util/lock.h"
@@ -19,29 +23,58 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Connects to the agent of VM NAME, retrying until DEADLINE while the guest
- * boots. Fails at once if the VM is not running. */
-static int agent_connect(struct qvm_ctx *ctx, const char *name, long long deadline,
-                         struct qvm_qmp **ret, struct qvm_error *err)
+/* Opens a conversation with the agent of VM NAME: the VM lock held, the
+ * VM running and not paused, the agent synchronised. While the guest boots
+ * the agent does not answer yet: the lock is let go between attempts until
+ * DEADLINE, so a long wait does not keep stop or info out. Fatal states
+ * (not running, QEMU dead, paused) fail at once. */
+static int agent_open(struct qvm_ctx *ctx, const char *name, long long deadline, int *ret_lock,
+                      struct qvm_qmp **ret, struct qvm_error *err)
 {
     struct qvm_vm vm;
     int r = qvm_vm_load(ctx, name, &vm, err);
     if (r < 0)
         return r;
     for (;;) {
-        if (qvm_vm_pid(&vm) <= 0) {
-            r = qvm_err(err, ESRCH, "VM '%s' is not running", name);
+        long long left = deadline - now_ms();
+        int lock_wait = qvm_vm_lock_timeout_ms();
+        int lock = qvm_vm_lock(ctx, name, left < lock_wait ? (int)(left > 0 ? left : 0) : lock_wait,
+                               err);
+        if (lock < 0) {
+            r = lock;
             break;
         }
-        long long left = deadline - now_ms();
+        struct qvm_qmp *q = NULL;
+        char st[32] = "";
+        r = qvm_vm_qmp_open(&vm, &q, err);
+        if (r == 0)
+            r = qvm_vm_qmp_status(&vm, q, st, sizeof st, err);
+        qvm_qmp_close(q);
+        if (r == 0 && strcmp(st, "running") != 0)
+            r = qvm_err(err, EAGAIN, "VM '%s' is %s, so its guest agent cannot answer%s%s", name,
+                        st, strcmp(st, "paused") == 0 ? "; resume it with: qvm resume " : "",
+                        strcmp(st, "paused") == 0 ? name : "");
+        if (r < 0) {
+            qvm_unlock(lock);
+            break;
+        }
+        left = deadline - now_ms();
         if (left <= 0) {
+            qvm_unlock(lock);
             r = qvm_err(err, ETIMEDOUT, "the guest agent of VM '%s' did not answer in time", name);
             break;
         }
         struct qvm_error e = { 0 };
-        r = qvm_qga_connect(vm.qga_socket, left < 5000 ? (int)left : 5000, ret, &e);
-        if (r == 0)
+        r = qvm_vm_qga_open(&vm, left < 5000 ? (int)left : 5000, ret, &e);
+        if (r == 0) {
+            *ret_lock = lock;
             break;
+        }
+        qvm_unlock(lock);
+        if (e.code == ESRCH) {
+            r = qvm_err(err, ESRCH, "%s", e.msg);
+            break;
+        }
         usleep(500 * 1000);
     }
     qvm_vm_release(&vm);
@@ -54,21 +87,28 @@ int qvm_guest_exec(struct qvm_ctx *ctx, const char *name, const char *const argv
 {
     memset(ret, 0, sizeof *ret);
     long long deadline = now_ms() + (long long)timeout_s * 1000;
-    int lock = qvm_name_check("VM", name, err);
-    if (lock < 0)
-        return lock;
-    lock = qvm_lock_object(ctx->paths.lock_dir, "agent", name, true, err);
-    if (lock < 0)
-        return lock;
+    int r = qvm_name_check("VM", name, err);
+    if (r < 0)
+        return r;
+    if (qvm_vm_name_libvirt(ctx, name))         /* the agent through libvirt */
+        return qvm_lv_guest_exec(ctx, name, argv, input, timeout_s, ret, err);
+    int lock = -1;
     struct qvm_qmp *q;
-    int r = agent_connect(ctx, name, deadline, &q, err);
+    r = agent_open(ctx, name, deadline, &lock, &q, err);
     if (r == 0) {
         long long left = deadline - now_ms();
         r = qvm_qga_exec(q, argv, input, left > 1000 ? (int)left : 1000, &ret->exit_status,
                          &ret->out, &ret->out_len, &ret->err, &ret->err_len, err);
         qvm_qmp_close(q);
+        if (r < 0) {
+            struct qvm_vm vm;
+            if (qvm_vm_load(ctx, name, &vm, NULL) == 0) {
+                qvm_vm_qemu_gone(&vm, r, err);
+                qvm_vm_release(&vm);
+            }
+        }
+        qvm_unlock(lock);
     }
-    qvm_unlock(lock);
     return r;
 }
 

@@ -1,7 +1,8 @@
 /* guest.h - talking to the guest through the QEMU guest agent: run a
- * command, wait for cloud-init. One process at a time uses a VM's agent
- * channel (the "agent" lock, separate from the VM lock so a long wait does
- * not block stop or rm). */
+ * command, wait for cloud-init. Each conversation with the agent holds the
+ * VM lock (core/monitor.h) from connecting to the last reply; while the
+ * guest boots and its agent does not answer yet, the lock is let go between
+ * attempts, so a long wait does not keep stop or info out. */
 #ifndef QVM_CORE_GUEST_H
 #define QVM_CORE_GUEST_H
 
@@ -19,7 +20,8 @@ struct qvm_exec_result {
 
 /* Runs ARGV in the guest (argv[0]: a path or a name the guest's PATH finds).
  * INPUT (may be NULL) goes to its stdin. Waits until the agent answers, up
- * to TIMEOUT_S overall. */
+ * to TIMEOUT_S overall. A VM that is not running, whose QEMU died, or that
+ * is paused fails at once. */
 int qvm_guest_exec(struct qvm_ctx *ctx, const char *name, const char *const argv[],
                    const char *input, int timeout_s, struct qvm_exec_result *ret,
                    struct qvm_error *err);

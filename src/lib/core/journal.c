@@ -25,6 +25,8 @@
 #include "core/image.h"
 #include "core/pools.h"
 #include "core/process.h"
+#include "core/runtime_libvirt.h"
+#include "runtime/qmp.h"
 #include "util/fsutil.h"
 #include "util/lock.h"
 #include "util/names.h"
@@ -73,8 +75,9 @@ static void journal_free(struct qvm_journal *j)
     free(j);
 }
 
-int qvm_journal_begin(struct qvm_ctx *ctx, const char *op, const char *lock_kind,
-                      const char *lock_name, struct qvm_journal **ret, struct qvm_error *err)
+static int begin_impl(struct qvm_ctx *ctx, const char *op, const char *lock_kind,
+                      const char *lock_name, const char *lock_name2, struct qvm_journal **ret,
+                      struct qvm_error *err)
 {
     unsigned char rnd[6];
     if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
@@ -101,6 +104,11 @@ int qvm_journal_begin(struct qvm_ctx *ctx, const char *op, const char *lock_kind
         char *lock = xasprintf("%s-%s", lock_kind, lock_name);
         json_object_object_add(h, "lock", json_object_new_string(lock));
         free(lock);
+        if (lock_name2) {
+            lock = xasprintf("%s-%s", lock_kind, lock_name2);
+            json_object_object_add(h, "lock2", json_object_new_string(lock));
+            free(lock);
+        }
         json_object_object_add(h, "subject", json_object_new_string(lock_name));
         json_object_object_add(h, "pid", json_object_new_int(getpid()));
         json_object_object_add(h, "started", json_object_new_int64(time(NULL)));
@@ -120,6 +128,19 @@ int qvm_journal_begin(struct qvm_ctx *ctx, const char *op, const char *lock_kind
     free(tmp);
     *ret = j;
     return 0;
+}
+
+int qvm_journal_begin(struct qvm_ctx *ctx, const char *op, const char *lock_kind,
+                      const char *lock_name, struct qvm_journal **ret, struct qvm_error *err)
+{
+    return begin_impl(ctx, op, lock_kind, lock_name, NULL, ret, err);
+}
+
+int qvm_journal_begin2(struct qvm_ctx *ctx, const char *op, const char *lock_kind,
+                       const char *lock_name, const char *lock_name2, struct qvm_journal **ret,
+                       struct qvm_error *err)
+{
+    return begin_impl(ctx, op, lock_kind, lock_name, lock_name2, ret, err);
 }
 
 static int add_undo(struct qvm_journal *j, const char *kind, const char *k1, const char *v1,
@@ -172,6 +193,81 @@ int qvm_journal_undo_rename(struct qvm_journal *j, const char *from, const char 
     return add_undo(j, "rename", "from", from, "to", to, err);
 }
 
+/* {"undo":KIND,"pool":P,"name":VM,"disk":D[,"snapshot":S]} */
+static int add_snapshot_undo(struct qvm_journal *j, const char *kind, const char *pool,
+                             const char *vm, const char *disk, const char *snap,
+                             struct qvm_error *err)
+{
+    json_object *rec = json_object_new_object();
+    json_object_object_add(rec, "undo", json_object_new_string(kind));
+    json_object_object_add(rec, "pool", json_object_new_string(pool));
+    json_object_object_add(rec, "name", json_object_new_string(vm));
+    json_object_object_add(rec, "disk", json_object_new_string(disk));
+    if (snap)
+        json_object_object_add(rec, "snapshot", json_object_new_string(snap));
+    return append_record(j, rec, err);
+}
+
+int qvm_journal_undo_snapshot_destroy(struct qvm_journal *j, const char *pool, const char *vm,
+                                      const char *disk, const char *snap, struct qvm_error *err)
+{
+    return add_snapshot_undo(j, "snapshot_destroy", pool, vm, disk, snap, err);
+}
+
+int qvm_journal_undo_revert(struct qvm_journal *j, const char *pool, const char *vm,
+                            const char *disk, struct qvm_error *err)
+{
+    return add_snapshot_undo(j, "revert_undo", pool, vm, disk, NULL, err);
+}
+
+int qvm_journal_undo_snapshot_tidy(struct qvm_journal *j, const char *pool, const char *vm,
+                                   const char *disk, struct qvm_error *err)
+{
+    return add_snapshot_undo(j, "snapshot_tidy", pool, vm, disk, NULL, err);
+}
+
+int qvm_journal_undo_guest_thaw(struct qvm_journal *j, const char *qga_socket,
+                                const char *pid_file, struct qvm_error *err)
+{
+    return add_undo(j, "guest_thaw", "socket", qga_socket, "pidfile", pid_file, err);
+}
+
+int qvm_journal_undo_vm_resume(struct qvm_journal *j, const char *qmp_socket,
+                               const char *pid_file, struct qvm_error *err)
+{
+    return add_undo(j, "vm_resume", "socket", qmp_socket, "pidfile", pid_file, err);
+}
+
+int qvm_journal_undo_libvirt_undefine(struct qvm_journal *j, const char *uri, const char *uuid,
+                                      struct qvm_error *err)
+{
+    return add_undo(j, "libvirt_undefine", "uri", uri, "uuid", uuid, err);
+}
+
+int qvm_journal_undo_libvirt_destroy(struct qvm_journal *j, const char *uri, const char *uuid,
+                                     struct qvm_error *err)
+{
+    return add_undo(j, "libvirt_destroy", "uri", uri, "uuid", uuid, err);
+}
+
+int qvm_journal_undo_libvirt_define(struct qvm_journal *j, const char *uri, const char *path,
+                                    struct qvm_error *err)
+{
+    return add_undo(j, "libvirt_define", "uri", uri, "path", path, err);
+}
+
+int qvm_journal_undo_libvirt_thaw(struct qvm_journal *j, const char *uri, const char *uuid,
+                                  struct qvm_error *err)
+{
+    return add_undo(j, "libvirt_thaw", "uri", uri, "uuid", uuid, err);
+}
+
+int qvm_journal_undo_libvirt_resume(struct qvm_journal *j, const char *uri, const char *uuid,
+                                    struct qvm_error *err)
+{
+    return add_undo(j, "libvirt_resume", "uri", uri, "uuid", uuid, err);
+}
+
 int qvm_journal_commit(struct qvm_journal *j, struct qvm_error *err)
 {
     /* Delete before unlocking, so no one can mistake it for a dead run. */
@@ -190,6 +286,63 @@ static const char *rec_str(json_object *rec, const char *key)
     if (json_object_object_get_ex(rec, key, &v) && json_object_is_type(v, json_type_string))
         return json_object_get_string(v);
     return NULL;
+}
+
+/* snapshot_destroy, revert_undo, snapshot_tidy: through the pool's driver. */
+static void undo_snapshot(struct qvm_ctx *ctx, json_object *rec, const char *kind,
+                          struct strbuf *failed)
+{
+    const char *pool_name = rec_str(rec, "pool"), *vm = rec_str(rec, "name");
+    const char *disk = rec_str(rec, "disk"), *snap = rec_str(rec, "snapshot");
+    bool destroy = !strcmp(kind, "snapshot_destroy"), revert = !strcmp(kind, "revert_undo");
+    struct qvm_error e = { 0 };
+    struct qvm_pool pool;
+    if (!pool_name || !vm || !disk || !qvm_name_valid(vm) || !qvm_name_valid(disk) ||
+        (destroy && (!snap || !qvm_name_valid(snap)))) {
+        strbuf_addf(failed, "\n  damaged journal record '%s'", kind);
+        return;
+    }
+    if (qvm_pool_get(ctx, pool_name, &pool, &e) < 0) {
+        strbuf_addf(failed, "\n  %s of VM '%s' was not undone (%s)", kind, vm, e.msg);
+        return;
+    }
+    const struct qvm_storage_driver *d = pool.driver;
+    int r = 0;
+    if (destroy && d->snapshot_destroy)
+        r = d->snapshot_destroy(&pool, vm, disk, snap, &e);
+    else if (revert && d->snapshot_revert_undo)
+        r = d->snapshot_revert_undo(&pool, vm, disk, &e);
+    else if (!destroy && !revert && d->snapshot_tidy)
+        r = d->snapshot_tidy(&pool, vm, disk, &e);
+    if (r < 0 && destroy)
+        strbuf_addf(failed, "\n  snapshot '%s' of VM '%s' was not removed (%s)", snap, vm, e.msg);
+    else if (r < 0 && revert)
+        strbuf_addf(failed, "\n  disk %s of VM '%s' was not put back as it was before the "
+                    "revert (%s)", disk, vm, e.msg);
+    else if (r < 0)
+        strbuf_addf(failed, "\n  what a clone of VM '%s' left was not removed (%s)", vm, e.msg);
+    qvm_pool_release(&pool);
+}
+
+/* guest_thaw, vm_resume: a guest left frozen or paused by a snapshot. */
+static void undo_quiesce(json_object *rec, const char *kind, struct strbuf *failed)
+{
+    const char *sock = rec_str(rec, "socket"), *pf = rec_str(rec, "pidfile");
+    bool thaw = kind[0] == 'g';
+    if (!sock || !pf || qvm_qemu_pid(pf) <= 0)
+        return;                    /* QEMU is gone: nothing is frozen or paused */
+    struct qvm_error e = { 0 };
+    struct qvm_qmp *q = NULL;
+    int r = thaw ? qvm_qga_connect(sock, 5000, &q, &e) : qvm_qmp_connect(sock, 5000, &q, &e);
+    if (r == 0)
+        r = qvm_qmp_execute(q, thaw ? "guest-fsfreeze-thaw" : "cont", NULL, 30000, NULL, &e);
+    if (q)
+        qvm_qmp_close(q);
+    if (r < 0)
+        strbuf_addf(failed, thaw ? "\n  the guest's file systems may still be frozen (%s); "
+                                   "thaw them with guest-fsfreeze-thaw through %s"
+                                 : "\n  the VM may still be paused (%s); resume it with QMP "
+                                   "'cont' on %s", e.msg, sock);
 }
 
 /* Undoes one record; on failure appends a line to FAILED. */
@@ -273,6 +426,13 @@ static void undo_one(struct qvm_ctx *ctx, json_object *rec, struct strbuf *faile
                             pool_name, e.msg);
             qvm_pool_release(&pool);
         }
+    } else if (strcmp(kind, "snapshot_destroy") == 0 || strcmp(kind, "revert_undo") == 0 ||
+               strcmp(kind, "snapshot_tidy") == 0) {
+        undo_snapshot(ctx, rec, kind, failed);
+    } else if (strcmp(kind, "guest_thaw") == 0 || strcmp(kind, "vm_resume") == 0) {
+        undo_quiesce(rec, kind, failed);
+    } else if (strncmp(kind, "libvirt_", 8) == 0) {
+        qvm_lv_undo(kind, rec_str(rec, "uri"), rec_str(rec, "uuid"), rec_str(rec, "path"), failed);
     } else if (strcmp(kind, "rename") == 0) {
         const char *from = rec_str(rec, "from"), *to = rec_str(rec, "to");
         /* The step moved FROM to TO; undoing moves it back if it moved. */
@@ -357,10 +517,17 @@ static int recover_one(struct qvm_ctx *ctx, const char *path, struct strbuf *rep
     free(text);
     json_object *hdr = json_object_array_get_idx(arr, 0);
     const char *lock = hdr ? rec_str(hdr, "lock") : NULL;
+    const char *lock2 = hdr ? rec_str(hdr, "lock2") : NULL;
     const char *op = hdr ? rec_str(hdr, "op") : NULL;
     const char *subject = hdr ? rec_str(hdr, "subject") : NULL;
     char *desc = xasprintf("%s %s", op ? op : "operation", subject ? subject : "");
-    int lock_fd = -1, r = 0;
+    int lock_fd = -1, lock2_fd = -1, r = 0;
+    /* Two objects (a clone): both locks, in name order, as the writer. */
+    if (lock && lock2 && strcmp(lock2, lock) < 0) {
+        const char *t = lock;
+        lock = lock2;
+        lock2 = t;
+    }
     if (lock) {
         /* Object lock first, then the journal's own, then re-check it is
          * still there: the lock order every writer uses. */
@@ -373,10 +540,22 @@ static int recover_one(struct qvm_ctx *ctx, const char *path, struct strbuf *rep
             return 0;
         }
     }
+    if (lock && lock2) {
+        char *lp = xasprintf("%s/%s.lock", ctx->paths.lock_dir, lock2);
+        lock2_fd = qvm_lock_path(lp, false, lock2, NULL);
+        free(lp);
+        if (lock2_fd < 0) {
+            qvm_unlock(lock_fd);
+            json_object_put(arr);
+            free(desc);
+            return 0;
+        }
+    }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0 || !qvm_path_exists(path)) {
         if (fd >= 0)
             close(fd);
+        qvm_unlock(lock2_fd);
         qvm_unlock(lock_fd);
         json_object_put(arr);
         free(desc);
@@ -403,6 +582,7 @@ static int recover_one(struct qvm_ctx *ctx, const char *path, struct strbuf *rep
     }
     free(desc);
     close(fd);
+    qvm_unlock(lock2_fd);
     qvm_unlock(lock_fd);
     json_object_put(arr);
     return r;

@@ -23,6 +23,13 @@ struct qvm_journal;
 int qvm_journal_begin(struct qvm_ctx *ctx, const char *op, const char *lock_kind,
                       const char *lock_name, struct qvm_journal **ret, struct qvm_error *err);
 
+/* As qvm_journal_begin, for an operation on two objects of LOCK_KIND that
+ * holds both their locks (qvm clone: the source and the new VM); recovery
+ * takes both, in name order, as the operation did. */
+int qvm_journal_begin2(struct qvm_ctx *ctx, const char *op, const char *lock_kind,
+                       const char *lock_name, const char *lock_name2, struct qvm_journal **ret,
+                       struct qvm_error *err);
+
 /* Undo records. Each is written and synced before the caller acts. */
 int qvm_journal_undo_rm_rf(struct qvm_journal *j, const char *path, struct qvm_error *err);
 int qvm_journal_undo_kill_qemu(struct qvm_journal *j, const char *pid_file, struct qvm_error *err);
@@ -35,6 +42,36 @@ int qvm_journal_undo_version_destroy(struct qvm_journal *j, const char *pool, co
                                      const char *version, struct qvm_error *err);
 int qvm_journal_undo_rename(struct qvm_journal *j, const char *from, const char *to,
                             struct qvm_error *err);
+/* The libvirt runtime (core/runtime_libvirt.h): power off and undefine the
+ * domain with UUID at URI; power it off; define it again from the domain
+ * XML saved at PATH. */
+int qvm_journal_undo_libvirt_undefine(struct qvm_journal *j, const char *uri, const char *uuid,
+                                      struct qvm_error *err);
+int qvm_journal_undo_libvirt_destroy(struct qvm_journal *j, const char *uri, const char *uuid,
+                                     struct qvm_error *err);
+int qvm_journal_undo_libvirt_define(struct qvm_journal *j, const char *uri, const char *path,
+                                    struct qvm_error *err);
+/* ... and thaw its guest's file systems; resume it (a snapshot's quiesce). */
+int qvm_journal_undo_libvirt_thaw(struct qvm_journal *j, const char *uri, const char *uuid,
+                                  struct qvm_error *err);
+int qvm_journal_undo_libvirt_resume(struct qvm_journal *j, const char *uri, const char *uuid,
+                                    struct qvm_error *err);
+/* Snapshots and clones (core/snapshot.c, core/clone.c), undone through the
+ * pool's driver: remove snapshot SNAP of disk DISK of VM; undo a revert of
+ * DISK from wherever it got; tidy what a clone of DISK left (snapshot_tidy). */
+int qvm_journal_undo_snapshot_destroy(struct qvm_journal *j, const char *pool, const char *vm,
+                                      const char *disk, const char *snap, struct qvm_error *err);
+int qvm_journal_undo_revert(struct qvm_journal *j, const char *pool, const char *vm,
+                            const char *disk, struct qvm_error *err);
+int qvm_journal_undo_snapshot_tidy(struct qvm_journal *j, const char *pool, const char *vm,
+                                   const char *disk, struct qvm_error *err);
+/* A guest whose file systems were frozen through its agent (QGA_SOCKET), or
+ * a VM paused through QMP (QMP_SOCKET), for a consistent snapshot: thawed or
+ * resumed again, if the QEMU of PID_FILE still runs. */
+int qvm_journal_undo_guest_thaw(struct qvm_journal *j, const char *qga_socket,
+                                const char *pid_file, struct qvm_error *err);
+int qvm_journal_undo_vm_resume(struct qvm_journal *j, const char *qmp_socket,
+                               const char *pid_file, struct qvm_error *err);
 
 /* The operation succeeded: the journal is deleted and freed. */
 int qvm_journal_commit(struct qvm_journal *j, struct qvm_error *err);

@@ -1,7 +1,8 @@
-/* lifecycle.c - start, stop, rm and status of VMs. Provisioning (up) is in
- * provision.c. Every verb holds the VM's lock for its whole run, so two qvm
- * commands never work on one VM at once and never interleave on its QMP
- * socket (seed 003's exclusive monitor access). */
+/* lifecycle.c - start, stop, restart, pause, resume, rm and status of VMs.
+ * Provisioning (up) is in provision.c. Every verb holds the VM's lock for
+ * its whole run (monitor.h), so two qvm commands never work on one VM at
+ * once and never interleave on its QMP socket (seed 003's exclusive monitor
+ * access). */
 #include "lifecycle.h"
 
 #include <errno.h>
@@ -14,8 +15,12 @@
 #include <unistd.h>
 
 #include "core/image.h"
+#include "core/memory.h"
+#include "core/monitor.h"
 #include "core/pools.h"
 #include "core/process.h"
+#include "core/runtime_libvirt.h"
+#include "core/snapshot.h"
 #include "runtime/accel.h"
 #include "runtime/qemu.h"
 #include "runtime/qmp.h"
@@ -24,6 +29,10 @@
 #include "util/names.h"
 #include "util/strbuf.h"
 #include "util/subprocess.h"
+
+/* ls does not wait long for a VM another command holds: it shows it as
+ * running (busy) instead of asking QEMU for the exact state. */
+#define LS_LOCK_WAIT_MS 500
 
 static void remove_runtime_files(const struct qvm_vm *vm)
 {
@@ -34,29 +43,11 @@ static void remove_runtime_files(const struct qvm_vm *vm)
     unlink(vm->pid_file);
 }
 
-static int query_status(const char *qmp_socket, char *buf, size_t len, struct qvm_error *err)
-{
-    struct qvm_qmp *q;
-    int r = qvm_qmp_connect(qmp_socket, 10000, &q, err);
-    if (r < 0)
-        return r;
-    json_object *ret = NULL;
-    r = qvm_qmp_execute(q, "query-status", NULL, 10000, &ret, err);
-    if (r == 0) {
-        json_object *st;
-        if (json_object_object_get_ex(ret, "status", &st))
-            snprintf(buf, len, "%s", json_object_get_string(st));
-        else
-            r = qvm_err(err, EPROTO, "query-status returned no status");
-    }
-    json_object_put(ret);
-    qvm_qmp_close(q);
-    return r;
-}
-
 int qvm_vm_start_qemu(struct qvm_ctx *ctx, struct qvm_vm *vm, struct qvm_journal *j,
                       struct qvm_error *err)
 {
+    if (qvm_vm_libvirt(vm))                     /* clone, bundle import: runtime_libvirt.h */
+        return qvm_lv_start_in(ctx, vm, j, err);
     const char *accel;
     char note[256] = "";
     struct qvm_accel_probe probe = { .sysfs_root = getenv("QVM_SYSFS_ROOT") };
@@ -101,7 +92,12 @@ int qvm_vm_start_qemu(struct qvm_ctx *ctx, struct qvm_vm *vm, struct qvm_journal
         return qvm_err_wrap(err, "QEMU could not start VM '%s'", vm->spec.name);
     qvm_timing_mark("qemu-daemonized");
     char status[64] = "";
-    r = query_status(vm->qmp_socket, status, sizeof status, err);
+    struct qvm_qmp *q;
+    r = qvm_vm_qmp_open(vm, &q, err);
+    if (r == 0) {
+        r = qvm_vm_qmp_status(vm, q, status, sizeof status, err);
+        qvm_qmp_close(q);
+    }
     if (r < 0)
         return qvm_err_wrap(err, "QEMU started but its monitor did not answer");
     if (strcmp(status, "running") != 0)
@@ -111,10 +107,30 @@ int qvm_vm_start_qemu(struct qvm_ctx *ctx, struct qvm_vm *vm, struct qvm_journal
 
 static int lock_vm(struct qvm_ctx *ctx, const char *name, struct qvm_error *err)
 {
-    int r = qvm_name_check("VM", name, err);
-    if (r < 0)
-        return r;
-    return qvm_lock_object(ctx->paths.lock_dir, "vm", name, false, err);
+    return qvm_vm_lock(ctx, name, -1, err);
+}
+
+/* Starts the stopped VM (lock held by the caller), journaled so a qvm
+ * killed half-way leaves no QEMU behind. */
+static int start_locked(struct qvm_ctx *ctx, struct qvm_vm *vm, struct qvm_error *err)
+{
+    if (qvm_vm_libvirt(vm))
+        return qvm_lv_start(ctx, vm, err);      /* runtime_libvirt.h */
+    struct qvm_journal *j = NULL;
+    int r = qvm_journal_begin(ctx, "start", "vm", vm->spec.name, &j, err);
+    if (r == 0)
+        r = qvm_memory_start_qemu(ctx, vm, j, err);   /* memory admission, ZFS ARC */
+    if (r == 0) {
+        r = qvm_journal_commit(j, err);
+        if (r == 0)
+            qvm_say(ctx->ui, "VM '%s' is running (pid %d)", vm->spec.name, (int)qvm_vm_pid(vm));
+    } else if (j) {
+        struct qvm_error rb = { 0 };
+        if (qvm_journal_rollback(j, &rb) < 0)
+            qvm_err_wrap(err, "%s; also", rb.msg);
+        remove_runtime_files(vm);
+    }
+    return r;
 }
 
 int qvm_start(struct qvm_ctx *ctx, const char *name, struct qvm_error *err)
@@ -129,25 +145,10 @@ int qvm_start(struct qvm_ctx *ctx, const char *name, struct qvm_error *err)
         return r;
     }
     pid_t pid = qvm_vm_pid(&vm);
-    if (pid > 0) {
+    if (pid > 0)
         qvm_say(ctx->ui, "VM '%s' is already running (pid %d)", name, (int)pid);
-        goto out;
-    }
-    struct qvm_journal *j = NULL;
-    r = qvm_journal_begin(ctx, "start", "vm", name, &j, err);
-    if (r == 0)
-        r = qvm_vm_start_qemu(ctx, &vm, j, err);
-    if (r == 0) {
-        r = qvm_journal_commit(j, err);
-        if (r == 0)
-            qvm_say(ctx->ui, "VM '%s' is running (pid %d)", name, (int)qvm_vm_pid(&vm));
-    } else if (j) {
-        struct qvm_error rb = { 0 };
-        if (qvm_journal_rollback(j, &rb) < 0)
-            qvm_err_wrap(err, "%s; also", rb.msg);
-        remove_runtime_files(&vm);
-    }
-out:
+    else
+        r = start_locked(ctx, &vm, err);
     qvm_vm_release(&vm);
     qvm_unlock(lock);
     return r;
@@ -157,6 +158,8 @@ out:
 static int stop_locked(struct qvm_ctx *ctx, struct qvm_vm *vm, bool force, int timeout_s,
                        struct qvm_error *err)
 {
+    if (qvm_vm_libvirt(vm))
+        return qvm_lv_stop(ctx, vm, force, timeout_s, err);     /* runtime_libvirt.h */
     pid_t pid = qvm_vm_pid(vm);
     if (pid <= 0) {
         remove_runtime_files(vm);
@@ -164,10 +167,23 @@ static int stop_locked(struct qvm_ctx *ctx, struct qvm_vm *vm, bool force, int t
     }
     struct qvm_qmp *q = NULL;
     struct qvm_error e = { 0 };
-    if (qvm_qmp_connect(vm->qmp_socket, 5000, &q, &e) < 0)
+    if (qvm_vm_qmp_open(vm, &q, &e) < 0) {
+        if (qvm_vm_pid(vm) <= 0) {     /* it died meanwhile: nothing left to stop */
+            remove_runtime_files(vm);
+            return 0;
+        }
+        qvm_warn(ctx->ui, "%s; killing QEMU (pid %d)", e.msg, (int)pid);
         q = NULL;           /* a wedged monitor: fall through to SIGKILL */
+    }
     bool gone = false;
     if (q && !force) {
+        /* A paused guest cannot see the power button. */
+        char st[32] = "";
+        if (qvm_vm_qmp_status(vm, q, st, sizeof st, &e) == 0 && strcmp(st, "paused") == 0) {
+            qvm_say(ctx->ui, "VM '%s' is paused; resuming it so that it can power off",
+                    vm->spec.name);
+            qvm_qmp_execute(q, "cont", NULL, 5000, NULL, &e);
+        }
         qvm_say(ctx->ui, "Asking VM '%s' to power off (ACPI, up to %d s)", vm->spec.name, timeout_s);
         if (qvm_qmp_execute(q, "system_powerdown", NULL, 5000, NULL, &e) == 0)
             gone = qvm_process_wait_gone(pid, timeout_s * 1000);
@@ -185,7 +201,20 @@ static int stop_locked(struct qvm_ctx *ctx, struct qvm_vm *vm, bool force, int t
         return qvm_err(err, EBUSY, "QEMU process %d of VM '%s' does not exit, even after SIGKILL",
                        (int)pid, vm->spec.name);
     remove_runtime_files(vm);
+    qvm_memory_settle(ctx);     /* the ZFS ARC may grow again */
     return 0;
+}
+
+/* "VM 'x' is not running", cleaning up after a QEMU that died on its own. */
+static void say_not_running(struct qvm_ctx *ctx, struct qvm_vm *vm, const char *then)
+{
+    if (qvm_vm_qemu_exited(vm)) {
+        remove_runtime_files(vm);
+        qvm_say(ctx->ui, "VM '%s' is not running (its QEMU had exited; its stale runtime files "
+                "are removed)%s", vm->spec.name, then);
+    } else {
+        qvm_say(ctx->ui, "VM '%s' is not running%s", vm->spec.name, then);
+    }
 }
 
 int qvm_stop(struct qvm_ctx *ctx, const char *name, bool force, int timeout_s,
@@ -201,7 +230,7 @@ int qvm_stop(struct qvm_ctx *ctx, const char *name, bool force, int timeout_s,
         return r;
     }
     if (qvm_vm_pid(&vm) <= 0) {
-        qvm_say(ctx->ui, "VM '%s' is not running", name);
+        say_not_running(ctx, &vm, "");
     } else {
         r = stop_locked(ctx, &vm, force, timeout_s, err);
         if (r == 0)
@@ -210,6 +239,90 @@ int qvm_stop(struct qvm_ctx *ctx, const char *name, bool force, int timeout_s,
     qvm_vm_release(&vm);
     qvm_unlock(lock);
     return r;
+}
+
+int qvm_restart(struct qvm_ctx *ctx, const char *name, bool force, int timeout_s,
+                struct qvm_error *err)
+{
+    struct qvm_vm vm;
+    int lock = lock_vm(ctx, name, err);
+    if (lock < 0)
+        return lock;
+    int r = qvm_vm_load(ctx, name, &vm, err);
+    if (r < 0) {
+        qvm_unlock(lock);
+        return r;
+    }
+    if (qvm_vm_pid(&vm) <= 0) {
+        say_not_running(ctx, &vm, "; starting it");
+    } else {
+        r = stop_locked(ctx, &vm, force, timeout_s, err);
+        if (r == 0)
+            qvm_say(ctx->ui, "VM '%s' stopped", name);
+    }
+    qvm_vm_release(&vm);
+    /* Read the definition again: what qvm edit changed applies now. */
+    if (r == 0)
+        r = qvm_vm_load(ctx, name, &vm, err);
+    if (r == 0) {
+        r = start_locked(ctx, &vm, err);
+        qvm_vm_release(&vm);
+    }
+    qvm_unlock(lock);
+    return r;
+}
+
+static int pause_resume(struct qvm_ctx *ctx, const char *name, bool pause, struct qvm_error *err)
+{
+    struct qvm_vm vm;
+    int lock = lock_vm(ctx, name, err);
+    if (lock < 0)
+        return lock;
+    int r = qvm_vm_load(ctx, name, &vm, err);
+    if (r < 0) {
+        qvm_unlock(lock);
+        return r;
+    }
+    if (qvm_vm_libvirt(&vm)) {                  /* runtime_libvirt.h */
+        r = qvm_lv_pause(ctx, &vm, pause, err);
+        qvm_vm_release(&vm);
+        qvm_unlock(lock);
+        return r;
+    }
+    struct qvm_qmp *q = NULL;
+    char st[32] = "";
+    r = qvm_vm_qmp_open(&vm, &q, err);
+    if (r == 0)
+        r = qvm_vm_qmp_status(&vm, q, st, sizeof st, err);
+    if (r == 0 && pause && strcmp(st, "paused") == 0) {
+        qvm_say(ctx->ui, "VM '%s' is already paused", name);
+    } else if (r == 0 && !pause && strcmp(st, "running") == 0) {
+        qvm_say(ctx->ui, "VM '%s' is not paused: it is running", name);
+    } else if (r == 0) {
+        const char *want = pause ? "paused" : "running";
+        r = qvm_vm_qmp_execute(&vm, q, pause ? "stop" : "cont", NULL, 10000, NULL, err);
+        if (r == 0)
+            r = qvm_vm_qmp_status(&vm, q, st, sizeof st, err);
+        if (r == 0 && strcmp(st, want) != 0)
+            r = qvm_err(err, EIO, "QEMU accepted '%s' but reports VM '%s' as %s, not %s",
+                        pause ? "stop" : "cont", name, st, want);
+        if (r == 0)
+            qvm_say(ctx->ui, "VM '%s' is %s", name, want);
+    }
+    qvm_qmp_close(q);
+    qvm_vm_release(&vm);
+    qvm_unlock(lock);
+    return r;
+}
+
+int qvm_pause(struct qvm_ctx *ctx, const char *name, struct qvm_error *err)
+{
+    return pause_resume(ctx, name, true, err);
+}
+
+int qvm_resume(struct qvm_ctx *ctx, const char *name, struct qvm_error *err)
+{
+    return pause_resume(ctx, name, false, err);
 }
 
 int qvm_rm(struct qvm_ctx *ctx, const char *name, struct qvm_error *err)
@@ -225,6 +338,8 @@ int qvm_rm(struct qvm_ctx *ctx, const char *name, struct qvm_error *err)
     }
     struct qvm_journal *j = NULL;
     char *detached = NULL;
+    if ((r = qvm_snapshot_rm_check(ctx, &vm, err)) < 0)   /* zfs clones of its snapshots */
+        goto out;
     if (qvm_vm_pid(&vm) > 0) {
         r = stop_locked(ctx, &vm, true, 0, err);
         if (r < 0)
@@ -237,6 +352,8 @@ int qvm_rm(struct qvm_ctx *ctx, const char *name, struct qvm_error *err)
     char *json = xasprintf("%s/vm.json", vm.bundle_dir);
     detached = xasprintf("%s/vm.json.removed", vm.bundle_dir);
     r = qvm_journal_begin(ctx, "rm", "vm", name, &j, err);
+    if (r == 0 && qvm_vm_libvirt(&vm))
+        r = qvm_lv_rm(ctx, &vm, j, err);        /* undefines, journaled */
     if (r == 0)
         r = qvm_journal_undo_rename(j, json, detached, err);
     if (r == 0 && rename(json, detached) < 0)
@@ -276,6 +393,55 @@ out:
     return r;
 }
 
+void qvm_status_of(struct qvm_ctx *ctx, struct qvm_vm *vm, int lock_wait_ms,
+                   struct qvm_vm_status *ret)
+{
+    memset(ret, 0, sizeof *ret);
+    ret->vm = *vm;
+    memset(vm, 0, sizeof *vm);
+    vm = &ret->vm;
+    ret->name = xstrdup(vm->spec.name);
+    ret->uptime_s = -1;
+    ret->pid = qvm_vm_pid(vm);
+    snprintf(ret->state, sizeof ret->state, "stopped");
+    if (qvm_vm_libvirt(vm)) {                   /* libvirt's word, no monitor to ask */
+        qvm_lv_state(ctx, vm, ret->state, sizeof ret->state);
+        ret->pid = ret->pid > 0 ? ret->pid : 0;
+        ret->uptime_s = ret->pid ? qvm_process_uptime(ret->pid) : -1;
+        return;
+    }
+    if (ret->pid <= 0) {
+        ret->pid = 0;
+        ret->exited = qvm_vm_qemu_exited(vm);
+        return;
+    }
+    ret->uptime_s = qvm_process_uptime(ret->pid);
+    snprintf(ret->state, sizeof ret->state, "running");
+    int lock = qvm_vm_lock(ctx, vm->spec.name, lock_wait_ms, NULL);
+    if (lock < 0) {
+        ret->busy = true;
+        return;
+    }
+    struct qvm_qmp *q;
+    struct qvm_error e = { 0 };
+    char st[32];
+    if (qvm_vm_qmp_open(vm, &q, &e) == 0) {
+        if (qvm_vm_qmp_status(vm, q, st, sizeof st, &e) == 0)
+            snprintf(ret->state, sizeof ret->state, "%s", st);
+        qvm_qmp_close(q);
+    }
+    if (e.code && qvm_vm_pid(vm) <= 0) {     /* died while we asked */
+        snprintf(ret->state, sizeof ret->state, "stopped");
+        ret->pid = 0;
+        ret->uptime_s = -1;
+        ret->exited = qvm_vm_qemu_exited(vm);
+    } else if (e.code) {
+        qvm_warn(ctx->ui, "%s", e.msg);
+        snprintf(ret->state, sizeof ret->state, "unknown");
+    }
+    qvm_unlock(lock);
+}
+
 int qvm_status_all(struct qvm_ctx *ctx, struct qvm_vm_status **ret, size_t *ret_n,
                    struct qvm_error *err)
 {
@@ -290,16 +456,12 @@ int qvm_status_all(struct qvm_ctx *ctx, struct qvm_vm_status **ret, size_t *ret_
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         struct qvm_error e = { 0 };
-        if (qvm_vm_load(ctx, names[i], &st[k].vm, &e) < 0) {
+        struct qvm_vm vm;
+        if (qvm_vm_load(ctx, names[i], &vm, &e) < 0)
             qvm_warn(ctx->ui, "%s", e.msg);
-            free(names[i]);
-            continue;
-        }
-        st[k].name = names[i];
-        st[k].pid = qvm_vm_pid(&st[k].vm);
-        st[k].state = st[k].pid > 0 ? "running" : "stopped";
-        st[k].uptime_s = st[k].pid > 0 ? qvm_process_uptime(st[k].pid) : -1;
-        k++;
+        else
+            qvm_status_of(ctx, &vm, LS_LOCK_WAIT_MS, &st[k++]);
+        free(names[i]);
     }
     free(names);
     *ret = st;
@@ -307,11 +469,16 @@ int qvm_status_all(struct qvm_ctx *ctx, struct qvm_vm_status **ret, size_t *ret_
     return 0;
 }
 
+void qvm_status_release(struct qvm_vm_status *st)
+{
+    free(st->name);
+    st->name = NULL;
+    qvm_vm_release(&st->vm);
+}
+
 void qvm_status_free(struct qvm_vm_status *st, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        free(st[i].name);
-        qvm_vm_release(&st[i].vm);
-    }
+    for (size_t i = 0; i < n; i++)
+        qvm_status_release(&st[i]);
     free(st);
 }

@@ -9,6 +9,7 @@
 
 #include <yaml.h>
 
+#include "core/memory.h"
 #include "util/fsutil.h"
 #include "util/names.h"
 #include "util/strbuf.h"
@@ -20,12 +21,18 @@ static void pool_config_release(struct qvm_pool_config *pc)
     free(pc->path);
     free(pc->dataset);
     free(pc->mode);
+    free(pc->runtime);
+    free(pc->runtime_uri);
     memset(pc, 0, sizeof *pc);
 }
 
 void qvm_config_release(struct qvm_config *cfg)
 {
     free(cfg->default_pool);
+    free(cfg->host_reserve);
+    free(cfg->host_arc_share);
+    free(cfg->host_vm_overhead);
+    free(cfg->host_tcg_overhead);
     for (size_t i = 0; i < cfg->npools; i++)
         pool_config_release(&cfg->pools[i]);
     memset(cfg, 0, sizeof *cfg);
@@ -121,11 +128,17 @@ static int parse_pool(struct cfg_parser *cp, struct qvm_pool_config *pc)
         yaml_event_delete(&ev);
         char **slot = !strcmp(key, "driver") ? &pc->driver : !strcmp(key, "path") ? &pc->path
                     : !strcmp(key, "dataset") ? &pc->dataset : !strcmp(key, "mode") ? &pc->mode
-                    : NULL;
+                    : !strcmp(key, "runtime") ? &pc->runtime
+                    : !strcmp(key, "runtime-uri") ? &pc->runtime_uri : NULL;
         if (!slot)
-            return cfg_fail(cp, &m, "unknown pool key '%s' (known: driver, path, dataset, mode)", key);
+            return cfg_fail(cp, &m, "unknown pool key '%s' (known: driver, path, dataset, mode, "
+                            "runtime, runtime-uri)", key);
         if ((r = expect_scalar(cp, key, slot)) < 0)
             return r;
+        if (slot == &pc->runtime && strcmp(pc->runtime, "qemu") && strcmp(pc->runtime, "libvirt") &&
+            strcmp(pc->runtime, "virt-install"))
+            return cfg_fail(cp, &m, "pool '%s': runtime '%s' is not supported (expected qemu, "
+                            "libvirt or virt-install)", pc->name, pc->runtime);
     }
     if (!pc->driver)
         return qvm_err(cp->err, EINVAL, "%s: pool '%s' has no driver", cp->file, pc->name);
@@ -177,6 +190,51 @@ static int parse_pools(struct cfg_parser *cp, struct qvm_config *cfg)
     }
 }
 
+/* host: a mapping of reserve, arc-share, vm-overhead and tcg-overhead, each checked
+ * here so a bad value is reported with its line and column. */
+static int parse_host(struct cfg_parser *cp, struct qvm_config *cfg)
+{
+    yaml_event_t ev;
+    int r = next(cp, &ev);
+    if (r < 0)
+        return r;
+    if (ev.type != YAML_MAPPING_START_EVENT) {
+        r = cfg_fail(cp, &ev.start_mark, "host: expected a mapping (reserve, arc-share, "
+                     "vm-overhead, tcg-overhead)");
+        yaml_event_delete(&ev);
+        return r;
+    }
+    yaml_event_delete(&ev);
+    for (;;) {
+        if ((r = next(cp, &ev)) < 0)
+            return r;
+        if (ev.type == YAML_MAPPING_END_EVENT) {
+            yaml_event_delete(&ev);
+            return 0;
+        }
+        char key[32] = "";
+        if (ev.type == YAML_SCALAR_EVENT)
+            snprintf(key, sizeof key, "%s", (const char *)ev.data.scalar.value);
+        yaml_mark_t m = ev.start_mark;
+        yaml_event_delete(&ev);
+        char **slot = !strcmp(key, "reserve") ? &cfg->host_reserve
+                    : !strcmp(key, "arc-share") ? &cfg->host_arc_share
+                    : !strcmp(key, "vm-overhead") ? &cfg->host_vm_overhead
+                    : !strcmp(key, "tcg-overhead") ? &cfg->host_tcg_overhead : NULL;
+        if (!slot)
+            return cfg_fail(cp, &m, "unknown host key '%s' (known: reserve, arc-share, "
+                            "vm-overhead, tcg-overhead)", key);
+        if ((r = expect_scalar(cp, key, slot)) < 0)
+            return r;
+        struct qvm_error e = { 0 };
+        uint64_t size;
+        unsigned pct;
+        if ((slot == &cfg->host_arc_share ? qvm_memory_parse_share(*slot, &pct, &e)
+                                          : qvm_memory_parse_size(*slot, &size, &e)) < 0)
+            return cfg_fail(cp, &m, "host.%s: %s", key, e.msg);
+    }
+}
+
 static int parse_config(struct cfg_parser *cp, struct qvm_config *cfg)
 {
     yaml_event_t ev;
@@ -216,8 +274,11 @@ static int parse_config(struct cfg_parser *cp, struct qvm_config *cfg)
         } else if (!strcmp(key, "pools")) {
             if ((r = parse_pools(cp, cfg)) < 0)
                 return r;
+        } else if (!strcmp(key, "host")) {
+            if ((r = parse_host(cp, cfg)) < 0)
+                return r;
         } else {
-            return cfg_fail(cp, &m, "unknown key '%s' (known: default-pool, pools)", key);
+            return cfg_fail(cp, &m, "unknown key '%s' (known: default-pool, pools, host)", key);
         }
     }
 }
@@ -333,7 +394,23 @@ static int config_save(const struct qvm_paths *paths, const struct qvm_config *c
             strbuf_addf(&sb, "    dataset: \"%s\"\n", pc->dataset);
         if (pc->mode)
             strbuf_addf(&sb, "    mode: %s\n", pc->mode);
+        if (pc->runtime)
+            strbuf_addf(&sb, "    runtime: %s\n", pc->runtime);
+        if (pc->runtime_uri)
+            strbuf_addf(&sb, "    runtime-uri: \"%s\"\n", pc->runtime_uri);
     }
+    /* Checked sizes and percentages: no quoting needed. */
+    if (cfg->host_reserve || cfg->host_arc_share || cfg->host_vm_overhead ||
+        cfg->host_tcg_overhead)
+        strbuf_addstr(&sb, "host:\n");
+    if (cfg->host_reserve)
+        strbuf_addf(&sb, "  reserve: %s\n", cfg->host_reserve);
+    if (cfg->host_arc_share)
+        strbuf_addf(&sb, "  arc-share: %s\n", cfg->host_arc_share);
+    if (cfg->host_vm_overhead)
+        strbuf_addf(&sb, "  vm-overhead: %s\n", cfg->host_vm_overhead);
+    if (cfg->host_tcg_overhead)
+        strbuf_addf(&sb, "  tcg-overhead: %s\n", cfg->host_tcg_overhead);
     char *dir = xstrdup(paths->conf_file);
     *strrchr(dir, '/') = '\0';
     int r = qvm_mkdir_p(dir, 0755, err);
@@ -351,6 +428,8 @@ static void copy_pool_config(struct qvm_pool_config *dst, const struct qvm_pool_
     dst->path = src->path ? xstrdup(src->path) : NULL;
     dst->dataset = src->dataset ? xstrdup(src->dataset) : NULL;
     dst->mode = src->mode ? xstrdup(src->mode) : NULL;
+    dst->runtime = src->runtime ? xstrdup(src->runtime) : NULL;
+    dst->runtime_uri = src->runtime_uri ? xstrdup(src->runtime_uri) : NULL;
 }
 
 int qvm_pool_add(struct qvm_ctx *ctx, const struct qvm_pool_config *pc, bool make_default,
@@ -359,8 +438,8 @@ int qvm_pool_add(struct qvm_ctx *ctx, const struct qvm_pool_config *pc, bool mak
     int r = qvm_name_check("pool", pc->name, err);
     if (r < 0)
         return r;
-    const char *vals[] = { pc->path, pc->dataset, pc->mode };
-    for (size_t i = 0; i < 3; i++)
+    const char *vals[] = { pc->path, pc->dataset, pc->mode, pc->runtime, pc->runtime_uri };
+    for (size_t i = 0; i < 5; i++)
         if (vals[i] && !safe_value(vals[i]))
             return qvm_err(err, EINVAL, "pool '%s': '%s' is empty or has control characters, "
                            "quotes or backslashes", pc->name, vals[i]);

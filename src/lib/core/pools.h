@@ -5,6 +5,8 @@
  *     default: { driver: dir, path: /var/lib/qvm/pools/default }
  *     tank:    { driver: zfs, dataset: tank/qvm, mode: dataset }
  *     fast:    { driver: btrfs, path: /srv/qvm }
+ *     virt:    { driver: dir, path: /srv/virt, runtime: libvirt }   (core/runtime_libvirt.h)
+ *   host: { reserve: 2G, arc-share: 20%, vm-overhead: 192M, tcg-overhead: 1G }   (memory.h)
  *
  * Without a file (or without a pool named default) there is always the
  * implicit dir pool "default" under ROOT/var/lib/qvm/pools/default. */
@@ -26,10 +28,17 @@ struct qvm_pool_config {
     char *path;        /* dir, btrfs */
     char *dataset;     /* zfs */
     char *mode;        /* zfs: dataset (default) or zvol */
+    char *runtime;     /* runtime of VMs provisioned here: qemu (default), libvirt, virt-install */
+    char *runtime_uri; /* runtime-uri: the libvirt connection URI */
 };
 
 struct qvm_config {
     char *default_pool;
+    /* host: {reserve, arc-share, vm-overhead, tcg-overhead}, as written (core/memory.h) */
+    char *host_reserve;
+    char *host_arc_share;
+    char *host_vm_overhead;
+    char *host_tcg_overhead;
     struct qvm_pool_config pools[QVM_MAX_POOLS];
     size_t npools;
 };

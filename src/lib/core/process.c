@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,7 +44,7 @@ static bool cmdline_has_pidfile(pid_t pid, const char *pid_file)
     return found;
 }
 
-static bool pid_alive(pid_t pid)
+bool qvm_process_alive(pid_t pid)
 {
     if (kill(pid, 0) == 0 || errno == EPERM) {
         /* A zombie is not alive for our purposes. */
@@ -69,7 +71,7 @@ pid_t qvm_qemu_pid(const char *pid_file)
     if (qvm_read_file(pid_file, 64, &data, &len, NULL) == 0) {
         long pid = strtol(data, NULL, 10);
         free(data);
-        if (pid > 0 && pid_alive((pid_t)pid) && cmdline_has_pidfile((pid_t)pid, pid_file))
+        if (pid > 0 && qvm_process_alive((pid_t)pid) && cmdline_has_pidfile((pid_t)pid, pid_file))
             return (pid_t)pid;
     }
     DIR *d = opendir("/proc");
@@ -82,7 +84,7 @@ pid_t qvm_qemu_pid(const char *pid_file)
         long pid = strtol(de->d_name, &end, 10);
         if (*end || pid <= 0)
             continue;
-        if (cmdline_has_pidfile((pid_t)pid, pid_file) && pid_alive((pid_t)pid))
+        if (cmdline_has_pidfile((pid_t)pid, pid_file) && qvm_process_alive((pid_t)pid))
             found = (pid_t)pid;
     }
     closedir(d);
@@ -92,7 +94,7 @@ pid_t qvm_qemu_pid(const char *pid_file)
 bool qvm_process_wait_gone(pid_t pid, int timeout_ms)
 {
     for (int waited = 0; ; waited += 20) {
-        if (!pid_alive(pid))
+        if (!qvm_process_alive(pid))
             return true;
         if (waited >= timeout_ms)
             return false;
@@ -144,4 +146,60 @@ long qvm_process_uptime(pid_t pid)
     fclose(f);
     long hz = sysconf(_SC_CLK_TCK);
     return (long)(up - (double)start / (double)(hz > 0 ? hz : 100));
+}
+
+char *qvm_process_cmdline(pid_t pid, size_t max)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    char *data = xmalloc(max + 1);
+    size_t len = 0;
+    ssize_t n;
+    while (len < max && (n = read(fd, data + len, max - len)) > 0)
+        len += (size_t)n;
+    close(fd);
+    while (len && data[len - 1] == '\0')
+        len--;
+    for (size_t i = 0; i < len; i++)
+        if (data[i] == '\0' || data[i] == '\n')
+            data[i] = ' ';
+    data[len] = '\0';
+    if (!len) {
+        free(data);
+        return NULL;
+    }
+    return data;
+}
+
+/* /proc/locks, one lock a line; "->" marks a waiter, devices are hex:
+ *   1: FLOCK  ADVISORY  WRITE 12345 00:2d:1234567 0 EOF
+ *   1: -> FLOCK  ADVISORY  WRITE 12346 00:2d:1234567 0 EOF */
+pid_t qvm_flock_holder(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return 0;
+    FILE *f = fopen("/proc/locks", "re");
+    if (!f)
+        return 0;
+    char line[512];
+    pid_t found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        char kind[16], arrow[8];
+        int pid;
+        unsigned maj, min;
+        unsigned long long ino;
+        if (sscanf(line, "%*d: %7s", arrow) == 1 && strcmp(arrow, "->") == 0)
+            continue;
+        if (sscanf(line, "%*d: %15s %*s %*s %d %x:%x:%llu", kind, &pid, &maj, &min, &ino) != 5)
+            continue;
+        if (strcmp(kind, "FLOCK") == 0 && maj == major(st.st_dev) && min == minor(st.st_dev) &&
+            ino == (unsigned long long)st.st_ino && pid > 0)
+            found = (pid_t)pid;
+    }
+    fclose(f);
+    return found;
 }

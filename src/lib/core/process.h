@@ -22,4 +22,16 @@ bool qvm_process_wait_gone(pid_t pid, int timeout_ms);
 /* Seconds since PID started, or -1. */
 long qvm_process_uptime(pid_t pid);
 
+/* True if PID exists and is not a zombie (a killed QEMU whose parent does
+ * not reap it is dead for us). */
+bool qvm_process_alive(pid_t pid);
+
+/* PID's command line with spaces between arguments, cut to MAX bytes, or
+ * NULL if it is gone. Caller frees. */
+char *qvm_process_cmdline(pid_t pid, size_t max);
+
+/* The pid holding a flock on the file at PATH (from /proc/locks), or 0
+ * when it cannot be told. */
+pid_t qvm_flock_holder(const char *path);
+
 #endif

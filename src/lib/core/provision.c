@@ -20,7 +20,9 @@
 
 #include "core/image.h"
 #include "core/lifecycle.h"
+#include "core/memory.h"
 #include "core/pools.h"
+#include "core/runtime_libvirt.h"
 #include "runtime/accel.h"
 #include "runtime/qemu.h"
 #include "seed/seed.h"
@@ -165,6 +167,9 @@ static int validate(struct qvm_ctx *ctx, struct qvm_vm_spec *spec, const struct 
         return qvm_err(err, ENOTSUP, "disk.zvol property '%s' needs a zfs pool; pool '%s' is %s",
                        spec->disk.props[0].key, pool->name, pool->driver->name);
     vm->pool = xstrdup(pool->name);
+    r = qvm_runtime_choose(ctx, pool->name, opts->runtime, spec, err);
+    if (r < 0)
+        return r;
 
     struct qvm_vm existing;
     struct qvm_error e = { 0 };
@@ -220,6 +225,8 @@ static int validate(struct qvm_ctx *ctx, struct qvm_vm_spec *spec, const struct 
                                                  base->format);
         vm->disk_format = xstrdup(base->format);
     }
+    if (r == 0 && qvm_vm_libvirt(vm))
+        r = qvm_lv_validate(ctx, vm, err);
     return r;
 }
 
@@ -240,6 +247,10 @@ static void print_plan(struct qvm_ctx *ctx, const struct qvm_vm *vm, const struc
     qvm_say(ctx->ui, "  write the NoCloud seed %s (instance-id %s, hostname %s%s)", vm->seed_path,
             vm->spec.instance_id, vm->spec.hostname,
             vm->spec.network_config ? ", with network-config" : "");
+    if (qvm_vm_libvirt(vm)) {
+        qvm_lv_plan(ctx, vm, !opts->no_start);
+        return;
+    }
     if (opts->no_start) {
         qvm_say(ctx->ui, "  not start the VM (--no-start)");
         return;
@@ -352,9 +363,11 @@ int qvm_up(struct qvm_ctx *ctx, const char *file, const struct qvm_up_opts *opts
         r = copy_source(file, &vm, err);
     if (r == 0)
         r = qvm_fault_point("definition-written", err);
-    if (r == 0 && !opts->no_start)
-        r = qvm_vm_start_qemu(ctx, &vm, j, err);
-    if (r == 0 && !opts->no_start)
+    if (r == 0 && qvm_vm_libvirt(&vm))
+        r = qvm_lv_provision(ctx, &vm, j, !opts->no_start, err);   /* runtime_libvirt.h */
+    else if (r == 0 && !opts->no_start)
+        r = qvm_memory_start_qemu(ctx, &vm, j, err);   /* memory admission, ZFS ARC */
+    if (r == 0 && !opts->no_start && !qvm_vm_libvirt(&vm))
         r = qvm_fault_point("qemu-started", err);
     if (r == 0) {
         r = qvm_journal_commit(j, err);
@@ -369,6 +382,9 @@ int qvm_up(struct qvm_ctx *ctx, const char *file, const struct qvm_up_opts *opts
         if (vm.ssh_port)
             qvm_say(ctx->ui, "  ssh:     ssh -p %d USER@127.0.0.1", vm.ssh_port);
         qvm_say(ctx->ui, "  console: qvm console %s", vm.spec.name);
+        if (qvm_vm_libvirt(&vm))
+            qvm_say(ctx->ui, "  libvirt: virsh -c %s dominfo %s", vm.spec.runtime_uri,
+                    vm.spec.name);
     }
 out:
     if (j) {

@@ -12,8 +12,8 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
-#include <openssl/evp.h>
 
+#include "core/frames.h"
 #include "core/image.h"
 #include "core/journal.h"
 #include "core/pools.h"
@@ -151,13 +151,8 @@ int qvm_image_send(struct qvm_ctx *ctx, const char *pool_name, const char *ref, 
     json_object_object_add(h, "created", json_object_new_int64(v->created));
     json_object_object_add(h, "size", json_object_new_int64((int64_t)v->size));
     json_object_object_add(h, "state", json_object_new_string(v->state));
-    struct strbuf sb = STRBUF_INIT;
-    strbuf_addstr(&sb, stream_magic);
-    strbuf_addstr(&sb, json_object_to_json_string_ext(h, JSON_C_TO_STRING_PLAIN));
-    strbuf_addch(&sb, '\n');
+    r = qvm_frames_write_header(out_fd, stream_magic, h, err);
     json_object_put(h);
-    r = qvm_write_all(out_fd, sb.buf, sb.len, "the stream", err);
-    strbuf_release(&sb);
     if (r < 0)
         goto out;
 
@@ -166,8 +161,8 @@ int qvm_image_send(struct qvm_ctx *ctx, const char *pool_name, const char *ref, 
     r = child_start(run_send, &a, true, &c, err);
     if (r < 0)
         goto out;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    struct qvm_frames_out fo;
+    qvm_frames_out_init(&fo, out_fd);
     char *buf = xmalloc(QVM_STREAM_FRAME_MAX);
     for (;;) {
         ssize_t n = read(c.data_fd, buf, QVM_STREAM_FRAME_MAX);
@@ -177,29 +172,21 @@ int qvm_image_send(struct qvm_ctx *ctx, const char *pool_name, const char *ref, 
             r = qvm_err_errno(err, errno, "cannot read from the storage driver");
             break;
         }
-        uint32_t len = htole32((uint32_t)n);
-        r = qvm_write_all(out_fd, &len, 4, "the stream", err);
-        if (r == 0 && n == 0)
+        if (n == 0)
             break;
-        if (r == 0)
-            r = qvm_write_all(out_fd, buf, (size_t)n, "the stream", err);
-        if (r < 0)
+        if ((r = qvm_frames_out_put(&fo, buf, (size_t)n, err)) < 0)
             break;
-        EVP_DigestUpdate(md, buf, (size_t)n);
     }
     free(buf);
-    /* The driver's verdict comes before the checksum: a stream whose
-     * sender failed ends without one and is refused by every receiver. */
+    /* The driver's verdict comes before the end and the checksum: a stream
+     * whose sender failed ends without them and is refused by every
+     * receiver. */
     struct qvm_error ce = { 0 };
     if (child_finish(&c, false, &ce) < 0 && r == 0)
         r = qvm_err(err, EIO, "sending %s@%s failed: %s", name, version, ce.msg);
-    if (r == 0) {
-        unsigned char digest[32];
-        unsigned int dlen = 0;
-        EVP_DigestFinal_ex(md, digest, &dlen);
-        r = qvm_write_all(out_fd, digest, sizeof digest, "the stream", err);
-    }
-    EVP_MD_CTX_free(md);
+    if (r == 0)
+        r = qvm_frames_out_end(&fo, err);
+    qvm_frames_out_release(&fo);
 out:
     qvm_pool_release(&pool);
     qvm_image_release(&img);
@@ -225,34 +212,6 @@ static const char *hstr(json_object *h, const char *k)
     return NULL;
 }
 
-/* Reads the magic and the header line. */
-static int read_header(int fd, json_object **ret, struct qvm_error *err)
-{
-    char magic[sizeof stream_magic - 1];
-    int r = qvm_read_exact(fd, magic, sizeof magic, "the stream", err);
-    if (r < 0)
-        return r;
-    if (memcmp(magic, stream_magic, sizeof magic) != 0)
-        return qvm_err(err, EINVAL, "this is not a qvm image stream");
-    struct strbuf sb = STRBUF_INIT;
-    for (;;) {
-        char ch;
-        if ((r = qvm_read_exact(fd, &ch, 1, "the stream", err)) < 0)
-            break;
-        if (ch == '\n')
-            break;
-        if (sb.len >= QVM_STREAM_HEADER_MAX) {
-            r = qvm_err(err, EINVAL, "the stream header is larger than 64 KiB");
-            break;
-        }
-        strbuf_addch(&sb, ch);
-    }
-    if (r == 0 && !(*ret = json_tokener_parse(sb.buf)))
-        r = qvm_err(err, EINVAL, "the stream header is not valid JSON");
-    strbuf_release(&sb);
-    return r;
-}
-
 int qvm_image_receive(struct qvm_ctx *ctx, const char *pool_name, int in_fd,
                       struct qvm_error *err)
 {
@@ -261,7 +220,7 @@ int qvm_image_receive(struct qvm_ctx *ctx, const char *pool_name, int in_fd,
     struct qvm_image img = { 0 };
     struct qvm_journal *j = NULL;
     int lock = -1;
-    int r = read_header(in_fd, &h, err);
+    int r = qvm_frames_read_header(in_fd, stream_magic, "qvm image stream", &h, err);
     if (r < 0)
         return r;
     const char *image = hstr(h, "image"), *version = hstr(h, "version"), *from = hstr(h, "from");
@@ -324,23 +283,14 @@ int qvm_image_receive(struct qvm_ctx *ctx, const char *pool_name, int in_fd,
     r = child_start(run_recv, &a, false, &c, err);
     if (r < 0)
         goto out;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    struct qvm_frames_in fi;
+    qvm_frames_in_init(&fi, in_fd);
     char *buf = xmalloc(QVM_STREAM_FRAME_MAX);
     for (;;) {
         uint32_t len;
-        if ((r = qvm_read_exact(in_fd, &len, 4, "the stream", err)) < 0)
+        /* The end marker comes with the checksum, checked here. */
+        if ((r = qvm_frames_in_next(&fi, buf, &len, err)) < 0 || len == 0)
             break;
-        len = le32toh(len);
-        if (len == 0)
-            break;
-        if (len > QVM_STREAM_FRAME_MAX) {
-            r = qvm_err(err, EINVAL, "a stream frame is larger than 1 MiB: the stream is damaged");
-            break;
-        }
-        if ((r = qvm_read_exact(in_fd, buf, len, "the stream", err)) < 0)
-            break;
-        EVP_DigestUpdate(md, buf, len);
         if ((r = qvm_write_all(c.data_fd, buf, len, "the storage driver's input", err)) < 0) {
             struct qvm_error ce = { 0 };
             child_finish(&c, false, &ce);
@@ -350,15 +300,7 @@ int qvm_image_receive(struct qvm_ctx *ctx, const char *pool_name, int in_fd,
         }
     }
     free(buf);
-    if (r == 0) {
-        unsigned char want[32], got[32];
-        unsigned int dlen = 0;
-        EVP_DigestFinal_ex(md, got, &dlen);
-        r = qvm_read_exact(in_fd, want, sizeof want, "the stream", err);
-        if (r == 0 && memcmp(want, got, sizeof got) != 0)
-            r = qvm_err(err, EINVAL, "the stream's checksum does not match: it is damaged");
-    }
-    EVP_MD_CTX_free(md);
+    qvm_frames_in_release(&fi);
     if (c.pid > 0) {
         /* Closing the pipe ends the driver's input: on our failure it sees a
          * cut-short payload and removes what it wrote itself. */

@@ -13,6 +13,7 @@
 
 #include "core/pools.h"
 #include "core/process.h"
+#include "core/runtime_libvirt.h"
 #include "util/fsutil.h"
 #include "util/names.h"
 #include "util/strbuf.h"
@@ -86,6 +87,9 @@ int qvm_vm_save(const struct qvm_vm *vm, struct qvm_error *err)
     add_str(o, "graphics", s->graphics == QVM_GRAPHICS_VNC ? "vnc" : "none");
     add_str(o, "instance_id", s->instance_id);
     add_str(o, "hostname", s->hostname);
+    json_object_object_add(o, "autostart", json_object_new_boolean(s->autostart));
+    add_str(o, "runtime", s->runtime);           /* absent: qemu (core/runtime_libvirt.h) */
+    add_str(o, "runtime_uri", s->runtime_uri);
     json_object *d = json_object_new_object();
     add_str(d, "name", vm->disk_name);
     add_str(d, "format", vm->disk_format);
@@ -95,7 +99,9 @@ int qvm_vm_save(const struct qvm_vm *vm, struct qvm_error *err)
     add_str(d, "base", s->disk.base);
     json_object_object_add(o, "disk", d);
     json_object *n = json_object_new_object();
-    add_str(n, "type", s->net.type == QVM_NET_NONE ? "none" : "user");
+    add_str(n, "type", s->net.type == QVM_NET_NONE ? "none" : s->net.type == QVM_NET_NETWORK
+                       ? "network" : s->net.type == QVM_NET_BRIDGE ? "bridge" : "user");
+    add_str(n, "source", s->net.source);
     add_str(n, "model", s->net.model);
     add_str(n, "mac", vm->mac);
     json_object_object_add(n, "ssh_port", json_object_new_int(vm->ssh_port));
@@ -193,6 +199,11 @@ int qvm_vm_load(struct qvm_ctx *ctx, const char *name, struct qvm_vm *ret, struc
     free(g);
     s->instance_id = get_str(o, "instance_id");
     s->hostname = get_str(o, "hostname");
+    json_object *as = NULL;
+    s->autostart = json_object_object_get_ex(o, "autostart", &as) &&
+                   json_object_is_type(as, json_type_boolean) && json_object_get_boolean(as);
+    s->runtime = get_str(o, "runtime");
+    s->runtime_uri = get_str(o, "runtime_uri");
     json_object *d = NULL, *n = NULL;
     json_object_object_get_ex(o, "disk", &d);
     json_object_object_get_ex(o, "network", &n);
@@ -203,7 +214,10 @@ int qvm_vm_load(struct qvm_ctx *ctx, const char *name, struct qvm_vm *ret, struc
     s->disk.cache = get_str(d, "cache");
     s->disk.base = get_str(d, "base");
     char *nt = get_str(n, "type");
-    s->net.type = nt && strcmp(nt, "none") == 0 ? QVM_NET_NONE : QVM_NET_USER;
+    s->net.type = !nt ? QVM_NET_USER : !strcmp(nt, "none") ? QVM_NET_NONE
+                : !strcmp(nt, "network") ? QVM_NET_NETWORK : !strcmp(nt, "bridge") ? QVM_NET_BRIDGE
+                : QVM_NET_USER;
+    s->net.source = get_str(n, "source");
     free(nt);
     s->net.model = get_str(n, "model");
     ret->mac = get_str(n, "mac");
@@ -241,6 +255,8 @@ void qvm_vm_release(struct qvm_vm *vm)
 
 pid_t qvm_vm_pid(const struct qvm_vm *vm)
 {
+    if (qvm_vm_libvirt(vm))
+        return qvm_lv_qemu_pid(vm);     /* the QEMU libvirt runs for it */
     return vm->pid_file ? qvm_qemu_pid(vm->pid_file) : 0;
 }
 

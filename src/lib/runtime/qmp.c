@@ -217,7 +217,8 @@ static const char *member_string(struct json_object *o, const char *key)
     return json_object_get_string(v);
 }
 
-static int connect_socket(const char *path, int timeout_ms, const char *what, int *ret_fd,
+static int connect_socket(const char *path, int timeout_ms, const char *what,
+                          qvm_qmp_alive_fn *alive, void *alive_arg, int *ret_fd,
                           struct qvm_error *err)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -240,6 +241,10 @@ static int connect_socket(const char *path, int timeout_ms, const char *what, in
          * starts; EAGAIN is a full listen backlog. */
         if (e != ENOENT && e != ECONNREFUSED && e != EAGAIN && e != EINTR)
             return qvm_err_errno(err, e, "cannot connect to %s socket %s", what, path);
+        /* A socket left by a dead QEMU refuses forever: do not wait for it. */
+        if (alive && !alive(alive_arg))
+            return qvm_err(err, ESRCH, "cannot connect to %s socket %s: the process serving it "
+                           "has exited", what, path);
         int left = remaining(deadline);
         if (left == 0)
             return qvm_err_errno(err, e, "cannot connect to %s socket %s within %d ms", what,
@@ -344,9 +349,15 @@ int qvm_qmp_execute(struct qvm_qmp *q, const char *command, struct json_object *
 int qvm_qmp_connect(const char *socket_path, int timeout_ms, struct qvm_qmp **ret,
                     struct qvm_error *err)
 {
+    return qvm_qmp_connect_watch(socket_path, timeout_ms, NULL, NULL, ret, err);
+}
+
+int qvm_qmp_connect_watch(const char *socket_path, int timeout_ms, qvm_qmp_alive_fn *alive,
+                          void *alive_arg, struct qvm_qmp **ret, struct qvm_error *err)
+{
     long long deadline = deadline_after(timeout_ms);
     int fd;
-    int r = connect_socket(socket_path, timeout_ms, "QMP", &fd, err);
+    int r = connect_socket(socket_path, timeout_ms, "QMP", alive, alive_arg, &fd, err);
     if (r < 0)
         return r;
     struct qvm_qmp *q = qmp_new(fd, false);
@@ -384,9 +395,15 @@ fail:
 int qvm_qga_connect(const char *socket_path, int timeout_ms, struct qvm_qmp **ret,
                     struct qvm_error *err)
 {
+    return qvm_qga_connect_watch(socket_path, timeout_ms, NULL, NULL, ret, err);
+}
+
+int qvm_qga_connect_watch(const char *socket_path, int timeout_ms, qvm_qmp_alive_fn *alive,
+                          void *alive_arg, struct qvm_qmp **ret, struct qvm_error *err)
+{
     long long deadline = deadline_after(timeout_ms);
     int fd;
-    int r = connect_socket(socket_path, timeout_ms, "guest agent", &fd, err);
+    int r = connect_socket(socket_path, timeout_ms, "guest agent", alive, alive_arg, &fd, err);
     if (r < 0)
         return r;
     struct qvm_qmp *q = qmp_new(fd, true);

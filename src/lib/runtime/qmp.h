@@ -7,6 +7,7 @@
 #ifndef QVM_RUNTIME_QMP_H
 #define QVM_RUNTIME_QMP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <json-c/json.h>
@@ -21,6 +22,16 @@ struct qvm_qmp;
  * Retries ENOENT/ECONNREFUSED until TIMEOUT_MS (QEMU may still be starting). */
 int qvm_qmp_connect(const char *socket_path, int timeout_ms, struct qvm_qmp **ret,
                     struct qvm_error *err);
+
+/* Is the process behind a socket still there? (core/ knows which one it is.) */
+typedef bool qvm_qmp_alive_fn(void *arg);
+
+/* As qvm_qmp_connect, but a refused or missing socket fails at once with
+ * -ESRCH when ALIVE(ARG) says its QEMU is gone, instead of being retried
+ * until the timeout. (A QEMU that dies once connected closes the socket,
+ * which every call reports at once as -ECONNRESET.) */
+int qvm_qmp_connect_watch(const char *socket_path, int timeout_ms, qvm_qmp_alive_fn *alive,
+                          void *alive_arg, struct qvm_qmp **ret, struct qvm_error *err);
 
 /* Runs COMMAND with ARGS (borrowed, may be NULL). On success *ret_return (may
  * be NULL) receives the "return" member (caller puts it). A QMP error reply
@@ -40,6 +51,8 @@ void qvm_qmp_close(struct qvm_qmp *q);
  * agent does not answer within TIMEOUT_MS. */
 int qvm_qga_connect(const char *socket_path, int timeout_ms, struct qvm_qmp **ret,
                     struct qvm_error *err);
+int qvm_qga_connect_watch(const char *socket_path, int timeout_ms, qvm_qmp_alive_fn *alive,
+                          void *alive_arg, struct qvm_qmp **ret, struct qvm_error *err);
 
 /* guest-exec of ARGV (argv[0] is the program path in the guest) with optional
  * INPUT on stdin, then guest-exec-status until it exits or TIMEOUT_MS passes.

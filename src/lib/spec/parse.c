@@ -171,6 +171,14 @@ void qvm_spec_release(struct qvm_vm_spec *spec)
     free(spec->disk.pool);
     free(spec->net.model);
     free(spec->net.mac);
+    free(spec->net.source);
+    free(spec->runtime);
+    free(spec->runtime_uri);
+    for (size_t i = 0; i < spec->nvi_opts; i++) {
+        free(spec->vi_opts[i].key);
+        free(spec->vi_opts[i].value);
+    }
+    free(spec->vi_opts);
     free(spec->user_data);
     free(spec->meta_data);
     free(spec->network_config);

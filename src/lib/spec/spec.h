@@ -20,7 +20,9 @@
 #define QVM_SPEC_MAX_DEPTH 64          /* YAML nesting limit */
 #define QVM_SPEC_MAX_PROPS 32          /* disk.zvol properties */
 
-enum qvm_net_type { QVM_NET_USER = 0, QVM_NET_NONE };
+/* NETWORK (a libvirt network by name) and BRIDGE (a host bridge) are the
+ * libvirt runtime's: virt-install's --network network=NAME / bridge=NAME. */
+enum qvm_net_type { QVM_NET_USER = 0, QVM_NET_NONE, QVM_NET_NETWORK, QVM_NET_BRIDGE };
 enum qvm_graphics { QVM_GRAPHICS_NONE = 0, QVM_GRAPHICS_VNC };
 
 struct qvm_prop {
@@ -40,7 +42,8 @@ struct qvm_disk_spec {
 };
 
 struct qvm_net_spec {
-    enum qvm_net_type type; /* network: user (default) | none */
+    enum qvm_net_type type; /* network: user (default) | none | network=NAME | bridge=NAME */
+    char *source;           /* the libvirt network or bridge name (NETWORK, BRIDGE) */
     char *model;            /* virtio (default), e1000, rtl8139 */
     char *mac;              /* "52:54:00:..", or NULL to derive one */
     int ssh_port;           /* host port forwarded to guest 22: 0 = choose automatically, -1 = none */
@@ -60,6 +63,13 @@ struct qvm_vm_spec {
     enum qvm_graphics graphics;
     struct qvm_disk_spec disk;
     struct qvm_net_spec net;
+    bool autostart;         /* autostart: start the VM at host boot (qvm autostart --boot) */
+    char *runtime;          /* runtime: qemu | libvirt | virt-install, NULL = the pool's (or qemu) */
+    char *runtime_uri;      /* runtime-uri: a libvirt connection URI, NULL = the pool's or qemu:///system */
+    /* runtime: virt-install only: the vm document's keys qvm does not model,
+     * passed to virt-install as --KEY=VALUE (VALUE NULL: a bare --KEY). */
+    struct qvm_prop *vi_opts;
+    size_t nvi_opts;
 
     /* The cloud-init documents as they go into the NoCloud seed. */
     char *user_data;        /* "#cloud-config\n" + the document without its qvm line */
@@ -80,5 +90,35 @@ int qvm_spec_parse(const char *filename, const char *data, size_t len,
 int qvm_spec_load(const char *filename, struct qvm_vm_spec *ret, struct qvm_error *err);
 
 void qvm_spec_release(struct qvm_vm_spec *spec);
+
+/* ---- rewriting a qvm file (qvm edit --set, resize, autostart) ---------------- */
+
+/* Sets KEY (a dotted path in the vm document: "memory", "disk.size",
+ * "network.ssh-port") to VALUE, a plain YAML scalar of [A-Za-z0-9._:/@+-],
+ * in the qvm file DATA. An existing scalar value is replaced in place, so
+ * comments and layout stay as written; a missing key is added at the end of
+ * its mapping. The result (*ret, LEN bytes in *ret_len, caller frees) is not
+ * validated: parse it with qvm_spec_parse. Errors name FILENAME. */
+int qvm_spec_set_key(const char *filename, const char *data, size_t len, const char *key,
+                     const char *value, char **ret, size_t *ret_len, struct qvm_error *err);
+
+/* Whether the cloud-init documents (user-data, meta-data, network-config)
+ * of qvm files A and B are the same bytes. Both must parse. When not,
+ * *ret_kind names the first that differs ("user-data"). */
+int qvm_spec_same_cloud_init(const char *a, size_t alen, const char *b, size_t blen,
+                             bool *ret_same, const char **ret_kind, struct qvm_error *err);
+
+/* A disk size as `qvm resize` takes it: a number as disk.size writes it (GiB,
+ * fractions allowed) or with a binary unit M, G or T ("512M", "20G",
+ * "1.5T"; "GiB" and "GB" mean G too), and a leading '+' for "this much
+ * more" (*ret_relative). In bytes, rounded up to a whole MiB; 1 MiB to
+ * 65536 GiB. */
+int qvm_spec_parse_size(const char *text, uint64_t *ret_bytes, bool *ret_relative,
+                        struct qvm_error *err);
+
+/* BYTES (a whole number of MiB) as disk.size writes it: GiB, with the
+ * fraction that makes it exact ("20", "20.5", "0.0009765625"). BUF must
+ * hold 32 bytes. */
+void qvm_spec_format_gib(uint64_t bytes, char *buf, size_t size);
 
 #endif

@@ -16,6 +16,11 @@ struct doc_ref {
 /* Validates the vm document ROOT into *s and fills in the defaults. */
 int spec_vm(struct spec_ctx *c, const struct spec_node *root, struct qvm_vm_spec *s);
 
+/* runtime: virt-install: keeps a vm document key qvm does not model (the
+ * walk's current key) as a virt-install option in s->vi_opts. */
+int spec_vi_option(struct spec_ctx *c, const struct spec_node *val, const char *path,
+                   struct qvm_vm_spec *s);
+
 /* Sets s->user_data, meta_data, network_config, instance_id and hostname
  * from the documents REFS (those in HAVE); s->name must be set. */
 int spec_cloud_init_texts(struct spec_ctx *c, const struct doc_ref refs[DOC_KINDS],

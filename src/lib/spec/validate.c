@@ -382,7 +382,9 @@ static int h_disk_size(struct spec_ctx *c, const struct spec_node *val, const ch
             nf = strspn(v + ni + 1, "0123456789");
     }
     size_t total = ni + (v[ni] == '.' ? 1 + nf : 0);
-    if ((ni == 0 && nf == 0) || total != val->len || ni > 6 || nf > 9)
+    /* Ten fraction digits write any whole MiB exactly (1 MiB = 0.0009765625
+     * GiB), as qvm resize records sizes; 10^10 GiB-scaled still fits 64 bits. */
+    if ((ni == 0 && nf == 0) || total != val->len || ni > 6 || nf > 10)
         return type_error(c, val, path, "a size in GiB such as 20 or 0.5");
     uint64_t whole = ni ? strtoull(v, NULL, 10) : 0, frac = 0, scale = 1;
     for (size_t i = 0; i < nf; i++) {
@@ -521,6 +523,40 @@ static int h_disk(struct spec_ctx *c, const struct spec_node *val, const char *p
     return r < 0 ? r : !(seen & (1u << 4)) ? missing(c, val, path, "zvol") : 0;
 }
 
+static int h_autostart(struct spec_ctx *c, const struct spec_node *val, const char *path,
+                       struct qvm_vm_spec *s)
+{
+    return get_bool(c, val, path, &s->autostart);
+}
+
+static int h_runtime(struct spec_ctx *c, const struct spec_node *val, const char *path,
+                     struct qvm_vm_spec *s)
+{
+    static const char *const choices[] = { "qemu", "libvirt", "virt-install", NULL };
+    size_t i;
+    int r = get_choice(c, val, path, choices, &i);
+    if (r == 0)
+        set_str(&s->runtime, choices[i]);
+    return r;
+}
+
+/* A libvirt connection URI: "qemu:///system", "qemu+ssh://host/system".
+ * Checked for shape only; libvirt says whether it can connect. */
+static int h_runtime_uri(struct spec_ctx *c, const struct spec_node *val, const char *path,
+                         struct qvm_vm_spec *s)
+{
+    const char *v;
+    int r = spec_get_str(c, val, path, &v);
+    if (r < 0)
+        return r;
+    const char *colon = strstr(v, "://");
+    if (!colon || colon == v || strlen(v) > 256 ||
+        strspn(v, ALNUM "+-.:/_~@%?=&") != strlen(v))
+        return spec_err(c, &val->start, path, "expected a libvirt URI such as qemu:///system");
+    set_str(&s->runtime_uri, v);
+    return 0;
+}
+
 static int h_net_type(struct spec_ctx *c, const struct spec_node *val, const char *path, struct qvm_vm_spec *s)
 {
     static const char *const choices[] = { "user", "none", NULL };
@@ -589,15 +625,71 @@ static int h_net_ssh_port(struct spec_ctx *c, const struct spec_node *val, const
     return r;
 }
 
+/* network: network=NAME / bridge=NAME (virt-install's spelling), or the
+ * mapping keys network: NAME / bridge: NAME: the libvirt runtime's. A
+ * libvirt network name or a Linux interface name (15 bytes at most). */
+static int set_net_source(struct spec_ctx *c, const struct spec_node *val, const char *path,
+                          struct qvm_vm_spec *s, enum qvm_net_type type, const char *name)
+{
+    bool bridge = type == QVM_NET_BRIDGE;
+    if (!chars_in(name, ALNUM "._-", bridge ? 15 : 64))
+        return spec_err(c, &val->start, path, bridge ?
+                        "invalid bridge name: 1 to 15 letters, digits, '.', '_' or '-'" :
+                        "invalid libvirt network name: 1 to 64 letters, digits, '.', '_' or '-'");
+    if (s->net.source)
+        return spec_err(c, &val->start, path, "give one of network and bridge, not both");
+    s->net.type = type;
+    set_str(&s->net.source, name);
+    return 0;
+}
+
+static int h_net_network(struct spec_ctx *c, const struct spec_node *val, const char *path,
+                         struct qvm_vm_spec *s)
+{
+    const char *v;
+    int r = spec_get_str(c, val, path, &v);
+    return r < 0 ? r : set_net_source(c, val, path, s, QVM_NET_NETWORK, v);
+}
+
+static int h_net_bridge(struct spec_ctx *c, const struct spec_node *val, const char *path,
+                        struct qvm_vm_spec *s)
+{
+    const char *v;
+    int r = spec_get_str(c, val, path, &v);
+    return r < 0 ? r : set_net_source(c, val, path, s, QVM_NET_BRIDGE, v);
+}
+
+static int h_net_scalar(struct spec_ctx *c, const struct spec_node *val, const char *path,
+                        struct qvm_vm_spec *s)
+{
+    if (val->kind == SPEC_SCALAR && strncmp(val->value, "network=", 8) == 0)
+        return set_net_source(c, val, path, s, QVM_NET_NETWORK, val->value + 8);
+    if (val->kind == SPEC_SCALAR && strncmp(val->value, "bridge=", 7) == 0)
+        return set_net_source(c, val, path, s, QVM_NET_BRIDGE, val->value + 7);
+    return h_net_type(c, val, path, s);
+}
+
 static int h_network(struct spec_ctx *c, const struct spec_node *val, const char *path, struct qvm_vm_spec *s)
 {
     static const struct key_handler tab[] = {
         { "type", h_net_type }, { "model", h_net_model }, { "mac", h_net_mac },
-        { "ssh-port", h_net_ssh_port }, { NULL, NULL },
+        { "ssh-port", h_net_ssh_port }, { "network", h_net_network }, { "bridge", h_net_bridge },
+        { NULL, NULL },
     };
-    int r = val->kind == SPEC_MAP ? walk_map(c, val, path, tab, NULL, s, NULL) : h_net_type(c, val, path, s);
+    uint64_t seen = 0;
+    int r = val->kind == SPEC_MAP ? walk_map(c, val, path, tab, NULL, s, &seen)
+                                  : h_net_scalar(c, val, path, s);
     if (r < 0)
         return r;
+    if (s->net.source && (seen & 1))
+        return spec_err(c, &val->start, path, "type and %s exclude each other",
+                        s->net.type == QVM_NET_BRIDGE ? "bridge" : "network");
+    if (s->net.source) {
+        if (c->ssh_port_node && s->net.ssh_port > 0)
+            return spec_err(c, &c->ssh_port_node->start, "vm.network.ssh-port",
+                            "a forwarded SSH port needs network type user");
+        s->net.ssh_port = -1;
+    }
     if (s->net.type == QVM_NET_NONE) {
         if (c->ssh_port_node && s->net.ssh_port > 0)
             return spec_err(c, &c->ssh_port_node->start, "vm.network.ssh-port",
@@ -623,6 +715,9 @@ static const struct key_handler vm_keys[] = {
     { "graphics", h_graphics },
     { "disk", h_disk },
     { "network", h_network },
+    { "autostart", h_autostart },   /* after the keys spec_vm checks by index */
+    { "runtime", h_runtime },
+    { "runtime-uri", h_runtime_uri },
     { NULL, NULL },
 };
 
@@ -651,12 +746,25 @@ static int no_aliases(struct spec_ctx *c, const struct spec_node *n, const char 
     return 0;
 }
 
+/* runtime: virt-install takes the keys qvm does not model (passthrough.c),
+ * wherever in the document it is written. */
+static bool vi_mode(const struct spec_node *root)
+{
+    for (size_t i = 0; root->kind == SPEC_MAP && i + 1 < root->nkids; i += 2) {
+        const struct spec_node *k = root->kids[i], *v = root->kids[i + 1];
+        if (k->kind == SPEC_SCALAR && strcmp(k->value, "runtime") == 0 &&
+            v->kind == SPEC_SCALAR && strcmp(v->value, "virt-install") == 0)
+            return true;
+    }
+    return false;
+}
+
 int spec_vm(struct spec_ctx *c, const struct spec_node *root, struct qvm_vm_spec *s)
 {
     uint64_t seen;
     int r = no_aliases(c, root, "vm");
     if (r == 0)
-        r = walk_map(c, root, "vm", vm_keys, NULL, s, &seen);
+        r = walk_map(c, root, "vm", vm_keys, vi_mode(root) ? spec_vi_option : NULL, s, &seen);
     if (r < 0)
         return r;
     if (!(seen & (1u << 1)))

@@ -11,9 +11,36 @@
 #ifndef QVM_STORAGE_BLOCKDELTA_H
 #define QVM_STORAGE_BLOCKDELTA_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "util/error.h"
 
 #define QVM_BLOCKDELTA_BLOCK (64u << 10)
+
+/* Where an encoded stream goes to or comes from when it is not a plain fd
+ * (a VM bundle compresses it): WRITE writes all LEN bytes, READ reads
+ * exactly LEN bytes (a short stream is an error). */
+struct qvm_blockdelta_io {
+    int (*write)(void *ctx, const void *buf, size_t len, struct qvm_error *err);
+    int (*read)(void *ctx, void *buf, size_t len, struct qvm_error *err);
+    void *ctx;
+};
+
+/* Encodes PATH (a regular file or a block device) through IO, whole (BASE
+ * NULL: every block holding data) or as the blocks that differ from BASE.
+ * Ranges that are holes (in both files) are skipped without reading. */
+int qvm_blockdelta_encode(const char *path, const char *base, const struct qvm_blockdelta_io *io,
+                          struct qvm_error *err);
+
+/* Decodes a stream read through IO into OUT_FD (PATH, for messages), which
+ * is open for writing and holds what the stream was made against (nothing,
+ * or its base): a regular file is sized to the stream's size first; a block
+ * device must be at least that big. An all-zero block becomes a hole
+ * where the file system can punch one, so holes stay holes. *RET_SIZE: the
+ * size the stream describes. */
+int qvm_blockdelta_decode(const struct qvm_blockdelta_io *io, int out_fd, const char *path,
+                          uint64_t *ret_size, struct qvm_error *err);
 
 /* Writes PATH (against BASE, or whole when BASE is NULL) to OUT_FD. */
 int qvm_blockdelta_write(const char *path, const char *base, int out_fd, struct qvm_error *err);

@@ -44,8 +44,10 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "disk_create.h"
 #include "storage.h"
 #include "util/fsutil.h"
+#include "util/names.h"
 #include "util/strbuf.h"
 #include "util/subprocess.h"
 
@@ -920,6 +922,370 @@ static int btrfs_vm_destroy(const struct qvm_pool *pool, const char *vm, struct 
     return r;
 }
 
+/* --- snapshots and clones of VM disks (seed 004) ---------------------------
+ *
+ *   POOL/vms/VM/.snapshots/SNAP/DISK         read-only snapshot of the disk
+ *   POOL/vms/VM/.snapshots/.SNAP.part/DISK   while it is made (one rename
+ *                                            then makes it appear whole)
+ *   POOL/vms/VM/.snapshots/.SNAP.removing    while it is removed
+ *   POOL/vms/VM/.revert-DISK                 writable snapshot of SNAP/DISK
+ *                                            while the disk is reverted
+ *   POOL/vms/VM/.old-DISK                    the disk a revert set aside
+ *
+ * Btrfs snapshots share blocks but depend on nothing: any snapshot can be
+ * removed or reverted to, and a clone (a writable snapshot of the disk or
+ * of one of its snapshots) outlives its source. Names starting with '.'
+ * are never qvm names, so none of these meets a disk or core's files. */
+
+/* fsync of the directory holding PATH (a rename or a new entry in it). */
+static int sync_parent_dir(const char *path, struct qvm_error *err)
+{
+    char *dir = xstrdup(path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir)
+        *slash = '\0';
+    int r = qvm_fsync_dir(dir, err);
+    free(dir);
+    return r;
+}
+
+static char *snaps_dir(const struct qvm_pool *pool, const char *vm)
+{
+    return xasprintf("%s/vms/%s/.snapshots", pool->path, vm);
+}
+
+static char *disk_subvol(const struct qvm_pool *pool, const char *vm, const char *disk)
+{
+    return xasprintf("%s/vms/%s/%s", pool->path, vm, disk);
+}
+
+static int need_subvolume(const char *path, const char *what, struct qvm_error *err)
+{
+    int r = is_subvolume(path, err);
+    if (r == 1)
+        return 0;
+    return r < 0 && r != -ENOENT ? r : qvm_err(err, ENOENT, "%s does not exist (%s)", what, path);
+}
+
+static int btrfs_snapshot_create(const struct qvm_pool *pool, const char *vm, const char *disk,
+                                 const char *snap, struct qvm_error *err)
+{
+    char *src = disk_subvol(pool, vm, disk);
+    char *dir = snaps_dir(pool, vm);
+    char *final = xasprintf("%s/%s", dir, snap);
+    char *part = xasprintf("%s/.%s.part", dir, snap);
+    char *dst = xasprintf("%s/%s", part, disk);
+    char *what = xasprintf("disk %s of VM '%s'", disk, vm);
+    bool made = false;
+    int r = need_subvolume(src, what, err);
+    if (r == 0 && qvm_path_exists(final))
+        r = qvm_err(err, EEXIST, "VM '%s' already has a snapshot '%s'", vm, snap);
+    if (r == 0)
+        r = qvm_mkdir_p(dir, 0755, err);
+    if (r == 0)
+        r = destroy_tree(part, err);        /* a create that was killed */
+    if (r == 0 && mkdir(part, 0755) < 0)
+        r = qvm_err_errno(err, errno, "cannot create %s", part);
+    made = r == 0;
+    /* Taking the snapshot flushes the disk's dirty data and commits. */
+    if (r == 0)
+        r = snapshot(src, dst, true, err);
+    if (r == 0 && renameat2(AT_FDCWD, part, AT_FDCWD, final, RENAME_NOREPLACE) < 0)
+        r = qvm_err_errno(err, errno, "cannot rename %s to %s", part, final);
+    if (r == 0)
+        r = qvm_fsync_dir(dir, err);
+    if (r < 0) {
+        if (made)
+            destroy_tree(part, NULL);
+        rmdir(dir);                         /* only if empty */
+        qvm_err_wrap(err, "cannot snapshot %s", what);
+    }
+    free(src);
+    free(dir);
+    free(final);
+    free(part);
+    free(dst);
+    free(what);
+    return r;
+}
+
+static int btrfs_snapshot_destroy(const struct qvm_pool *pool, const char *vm, const char *disk,
+                                  const char *snap, struct qvm_error *err)
+{
+    (void)disk;
+    char *dir = snaps_dir(pool, vm);
+    char *final = xasprintf("%s/%s", dir, snap);
+    char *part = xasprintf("%s/.%s.part", dir, snap);
+    char *gone = xasprintf("%s/.%s.removing", dir, snap);
+    int r = destroy_tree(part, err);
+    if (r == 0)
+        r = destroy_tree(gone, err);
+    /* One rename makes it disappear; the subvolume is deleted after. */
+    if (r == 0 && rename(final, gone) == 0)
+        r = qvm_fsync_dir(dir, err);
+    else if (r == 0 && errno != ENOENT)
+        r = qvm_err_errno(err, errno, "cannot remove snapshot '%s' of VM '%s'", snap, vm);
+    if (r == 0)
+        r = destroy_tree(gone, err);
+    rmdir(dir);
+    free(dir);
+    free(final);
+    free(part);
+    free(gone);
+    return r;
+}
+
+/* When subvolume PATH was made (its otime), in nanoseconds. */
+static int subvol_otime(const char *path, long long *ret, struct qvm_error *err)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return qvm_err_errno(err, errno, "cannot open %s", path);
+    struct btrfs_ioctl_get_subvol_info_args info;
+    memset(&info, 0, sizeof info);
+    int r = 0;
+    if (ioctl(fd, BTRFS_IOC_GET_SUBVOL_INFO, &info) < 0)
+        r = qvm_err_errno(err, errno, "cannot read subvolume %s", path);
+    else
+        *ret = (long long)info.otime.sec * 1000000000LL + info.otime.nsec;
+    close(fd);
+    return r;
+}
+
+static int cmp_snapshot_info(const void *a, const void *b)
+{
+    const struct qvm_snapshot_info *x = a, *y = b;
+    return x->created != y->created ? (x->created < y->created ? -1 : 1) : strcmp(x->name, y->name);
+}
+
+static int btrfs_snapshot_list(const struct qvm_pool *pool, const char *vm, const char *disk,
+                               struct qvm_snapshot_info **ret, size_t *ret_n, struct qvm_error *err)
+{
+    *ret = NULL;
+    *ret_n = 0;
+    char *dir = snaps_dir(pool, vm);
+    DIR *d = opendir(dir);
+    if (!d) {
+        int e = errno;
+        free(dir);
+        return e == ENOENT ? 0 : qvm_err_errno(err, e, "cannot read the snapshots of VM '%s'", vm);
+    }
+    struct qvm_snapshot_info *v = NULL;
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!qvm_name_valid(de->d_name))
+            continue;           /* ".", "..", and snapshots being made or removed */
+        char *sub = xasprintf("%s/%s/%s", dir, de->d_name, disk);
+        char *file = xasprintf("%s/disk.raw", sub);
+        struct stat st;
+        long long otime = 0;
+        if (is_subvolume(sub, NULL) == 1 && stat(file, &st) == 0 &&
+            subvol_otime(sub, &otime, NULL) == 0) {
+            v = xrealloc(v, (n + 1) * sizeof *v);
+            v[n++] = (struct qvm_snapshot_info){ .name = xstrdup(de->d_name), .created = otime,
+                                                 .size = (uint64_t)st.st_size };
+        }
+        free(sub);
+        free(file);
+    }
+    closedir(d);
+    free(dir);
+    /* Nanoseconds while sorting, seconds reported. */
+    qsort(v, n, sizeof *v, cmp_snapshot_info);
+    for (size_t i = 0; i < n; i++)
+        v[i].created /= 1000000000LL;
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
+static int btrfs_snapshot_locate(const struct qvm_pool *pool, const char *vm, const char *disk,
+                                 const char *snap, struct qvm_disk_info *ret,
+                                 struct qvm_error *err)
+{
+    char *dir = snaps_dir(pool, vm);
+    char *file = xasprintf("%s/%s/%s/disk.raw", dir, snap, disk);
+    free(dir);
+    struct stat st;
+    if (stat(file, &st) < 0) {
+        int e = errno;
+        free(file);
+        return e == ENOENT ? qvm_err(err, ENOENT, "VM '%s' has no snapshot '%s'", vm, snap)
+                           : qvm_err_errno(err, e, "cannot read snapshot '%s' of VM '%s'", snap, vm);
+    }
+    memset(ret, 0, sizeof *ret);
+    ret->path = file;
+    ret->format = xstrdup("raw");
+    ret->virtual_size = (uint64_t)st.st_size;
+    return 0;
+}
+
+struct revert_names {
+    char *disk, *staged, *old;
+};
+
+static void revert_names(const struct qvm_pool *pool, const char *vm, const char *disk,
+                         struct revert_names *n)
+{
+    n->disk = disk_subvol(pool, vm, disk);
+    n->staged = xasprintf("%s/vms/%s/.revert-%s", pool->path, vm, disk);
+    n->old = xasprintf("%s/vms/%s/.old-%s", pool->path, vm, disk);
+}
+
+static void revert_names_free(struct revert_names *n)
+{
+    free(n->disk);
+    free(n->staged);
+    free(n->old);
+}
+
+static int btrfs_snapshot_revert_prepare(const struct qvm_pool *pool, const char *vm,
+                                         const char *disk, const char *snap,
+                                         struct qvm_error *err)
+{
+    struct revert_names n;
+    revert_names(pool, vm, disk, &n);
+    char *dir = snaps_dir(pool, vm);
+    char *src = xasprintf("%s/%s/%s", dir, snap, disk);
+    char *what = xasprintf("snapshot '%s' of VM '%s'", snap, vm);
+    int r = need_subvolume(src, what, err);
+    if (r == 0)
+        r = destroy_tree(n.staged, err);
+    if (r == 0 && (r = snapshot(src, n.staged, false, err)) < 0)
+        destroy_tree(n.staged, NULL);
+    if (r < 0)
+        qvm_err_wrap(err, "cannot revert VM '%s' to snapshot '%s'", vm, snap);
+    revert_names_free(&n);
+    free(dir);
+    free(src);
+    free(what);
+    return r;
+}
+
+/* Two renames (subvolumes move like directories): the disk aside, the
+ * staged snapshot into its place. revert_undo handles the moment between. */
+static int btrfs_snapshot_revert_swap(const struct qvm_pool *pool, const char *vm,
+                                      const char *disk, struct qvm_error *err)
+{
+    struct revert_names n;
+    revert_names(pool, vm, disk, &n);
+    int r = 0;
+    if (is_subvolume(n.staged, NULL) != 1)
+        r = qvm_err(err, ENOENT, "no reverted disk %s was prepared", n.staged);
+    else if (renameat2(AT_FDCWD, n.disk, AT_FDCWD, n.old, RENAME_NOREPLACE) < 0)
+        r = qvm_err_errno(err, errno, "cannot move %s aside", n.disk);
+    else if (rename(n.staged, n.disk) < 0)
+        r = qvm_err_errno(err, errno, "cannot rename %s to %s", n.staged, n.disk);
+    if (r == 0)
+        r = sync_parent_dir(n.disk, err);
+    revert_names_free(&n);
+    return r;
+}
+
+static int btrfs_snapshot_revert_undo(const struct qvm_pool *pool, const char *vm,
+                                      const char *disk, struct qvm_error *err)
+{
+    struct revert_names n;
+    revert_names(pool, vm, disk, &n);
+    int r = 0;
+    /* Set aside: the reverted copy (of a snapshot that still exists) goes
+     * and the disk comes back. */
+    if (qvm_path_exists(n.old)) {
+        r = destroy_tree(n.disk, err);
+        if (r == 0 && rename(n.old, n.disk) < 0)
+            r = qvm_err_errno(err, errno, "cannot move %s back to %s", n.old, n.disk);
+        if (r == 0)
+            r = sync_parent_dir(n.disk, err);
+    }
+    if (r == 0)
+        r = destroy_tree(n.staged, err);
+    revert_names_free(&n);
+    return r;
+}
+
+static int btrfs_snapshot_revert_finish(const struct qvm_pool *pool, const char *vm,
+                                        const char *disk, struct qvm_error *err)
+{
+    struct revert_names n;
+    revert_names(pool, vm, disk, &n);
+    int r = destroy_tree(n.old, err);
+    if (r == 0)
+        r = destroy_tree(n.staged, err);
+    revert_names_free(&n);
+    return r;
+}
+
+static int btrfs_snapshot_tidy(const struct qvm_pool *pool, const char *vm, const char *disk,
+                               struct qvm_error *err)
+{
+    (void)disk;
+    char *dir = snaps_dir(pool, vm);
+    DIR *d = opendir(dir);
+    int r = 0;
+    struct dirent *de;
+    while (d && r == 0 && (de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        bool part = len > 5 && !strcmp(de->d_name + len - 5, ".part");
+        bool gone = len > 9 && !strcmp(de->d_name + len - 9, ".removing");
+        if (de->d_name[0] == '.' && (part || gone)) {
+            char *p = xasprintf("%s/%s", dir, de->d_name);
+            r = destroy_tree(p, err);
+            free(p);
+        }
+    }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+    free(dir);
+    return r;
+}
+
+/* A writable snapshot of the disk (or of its snapshot SNAP) in DST's
+ * bundle: O(1), and independent of SRC from then on. */
+static int btrfs_vm_disk_clone(const struct qvm_pool *pool, const char *src, const char *disk,
+                               const char *snap, const char *dst, const char *dst_disk,
+                               const struct qvm_prop *props, size_t nprops,
+                               struct qvm_disk_info *ret, struct qvm_error *err)
+{
+    (void)props;
+    (void)nprops;             /* core refuses disk.zvol properties outside zfs */
+    char *dir = snaps_dir(pool, src);
+    char *from = snap ? xasprintf("%s/%s/%s", dir, snap, disk) : disk_subvol(pool, src, disk);
+    char *to = disk_subvol(pool, dst, dst_disk);
+    char *file = xasprintf("%s/disk.raw", to);
+    char *what = snap ? xasprintf("snapshot '%s' of VM '%s'", snap, src)
+                      : xasprintf("disk %s of VM '%s'", disk, src);
+    struct stat st;
+    bool made = false;
+    int r = need_subvolume(from, what, err);
+    if (r == 0 && lstat(to, &st) == 0)
+        r = qvm_err(err, EEXIST, "VM '%s' already has a disk %s", dst, to);
+    if (r == 0) {
+        made = true;
+        r = snapshot(from, to, false, err);
+    }
+    if (r == 0 && stat(file, &st) < 0)
+        r = qvm_err_errno(err, errno, "cannot stat %s", file);
+    if (r == 0) {
+        memset(ret, 0, sizeof *ret);
+        ret->path = file;
+        ret->format = xstrdup("raw");
+        ret->virtual_size = (uint64_t)st.st_size;
+        file = NULL;
+    } else {
+        if (made)
+            destroy_tree(to, NULL);
+        qvm_err_wrap(err, "cannot clone %s", what);
+    }
+    free(dir);
+    free(from);
+    free(to);
+    free(file);
+    free(what);
+    return r;
+}
+
 const struct qvm_storage_driver qvm_storage_btrfs = {
     .name = "btrfs",
     .pool_open = btrfs_pool_open,
@@ -938,6 +1304,18 @@ const struct qvm_storage_driver qvm_storage_btrfs = {
     .vm_create = btrfs_vm_create,
     .disk_locate = btrfs_disk_locate,
     .disk_clone = btrfs_disk_clone,
+    .disk_create = qvm_btrfs_disk_create,
+    .disk_resize = qvm_storage_file_disk_resize,
     .clone_properties = false,
     .vm_destroy = btrfs_vm_destroy,
+    .snapshot_create = btrfs_snapshot_create,
+    .snapshot_destroy = btrfs_snapshot_destroy,
+    .snapshot_list = btrfs_snapshot_list,
+    .snapshot_locate = btrfs_snapshot_locate,
+    .snapshot_revert_prepare = btrfs_snapshot_revert_prepare,
+    .snapshot_revert_swap = btrfs_snapshot_revert_swap,
+    .snapshot_revert_undo = btrfs_snapshot_revert_undo,
+    .snapshot_revert_finish = btrfs_snapshot_revert_finish,
+    .snapshot_tidy = btrfs_snapshot_tidy,
+    .vm_disk_clone = btrfs_vm_disk_clone,
 };

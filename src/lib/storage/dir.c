@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "blockdelta.h"
+#include "dir_snapshot.h"
 #include "storage.h"
 #include "util/fsutil.h"
 #include "util/reflink.h"
@@ -506,5 +507,17 @@ const struct qvm_storage_driver qvm_storage_dir = {
     .disk_locate = dir_disk_locate,
     .disk_clone = dir_disk_clone,
     .adopt_path = dir_adopt_path,
+    .disk_resize = qvm_storage_file_disk_resize,
     .vm_destroy = dir_vm_destroy,
+    /* Snapshots and clones: storage/dir_snapshot.c */
+    .snapshot_create = qvm_dir_snapshot_create,
+    .snapshot_destroy = qvm_dir_snapshot_destroy,
+    .snapshot_list = qvm_dir_snapshot_list,
+    .snapshot_locate = qvm_dir_snapshot_locate,
+    .snapshot_revert_prepare = qvm_dir_snapshot_revert_prepare,
+    .snapshot_revert_swap = qvm_dir_snapshot_revert_swap,
+    .snapshot_revert_undo = qvm_dir_snapshot_revert_undo,
+    .snapshot_revert_finish = qvm_dir_snapshot_revert_finish,
+    .snapshot_tidy = qvm_dir_snapshot_tidy,
+    .vm_disk_clone = qvm_dir_vm_disk_clone,
 };

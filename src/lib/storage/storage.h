@@ -25,6 +25,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "spec/spec.h"
 #include "util/error.h"
@@ -41,6 +42,20 @@ struct qvm_disk_info {
 };
 
 void qvm_disk_info_release(struct qvm_disk_info *info);
+
+/* One snapshot of a VM disk (snapshot_list). NAME is owned. */
+struct qvm_snapshot_info {
+    char *name;
+    long long created;     /* Unix time */
+    uint64_t size;         /* the disk's virtual size in it; 0: not known */
+};
+
+static inline void qvm_snapshot_info_free(struct qvm_snapshot_info *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].name);
+    free(v);
+}
 
 struct qvm_storage_driver {
     const char *name;
@@ -127,12 +142,100 @@ struct qvm_storage_driver {
     char *(*adopt_path)(const struct qvm_pool *pool, const char *vm, const char *disk,
                         const char *format);
 
+    /* Creates disk DISK of VM empty (all holes), SIZE bytes, where
+     * disk_locate says, in the driver's own container for a disk (btrfs: a
+     * subvolume; zfs: a dataset), for `qvm import` (storage/disk_create.c).
+     * -EEXIST if it exists. NULL: the disk is a plain file in the bundle,
+     * which core/ creates itself (dir). */
+    int (*disk_create)(const struct qvm_pool *pool, const char *vm, const char *disk,
+                       uint64_t size, struct qvm_error *err);
+
+    /* Grows disk DISK of VM to SIZE bytes (qvm resize; storage/resize.c),
+     * never shrinking it (-EINVAL naming both sizes). A disk that is a file
+     * is grown only while no QEMU has it open: core/ grows a running VM's
+     * file through QMP block_resize instead; a block device (zvol) is grown
+     * here even while in use, and QEMU is told afterwards. *ret_size: the
+     * size it has now (a zvol rounds up to its block size). NULL: the
+     * driver cannot grow disks. */
+    int (*disk_resize)(const struct qvm_pool *pool, const char *vm, const char *disk,
+                       uint64_t size, uint64_t *ret_size, struct qvm_error *err);
+
     /* True if disk_clone takes properties (zfs); elsewhere disk.zvol keys
      * other than base and name are refused before anything is changed. */
     bool clone_properties;
 
     /* Removes the VM bundle with its disks. Missing is success. */
     int (*vm_destroy)(const struct qvm_pool *pool, const char *vm, struct qvm_error *err);
+
+    /* --- Snapshots and clones of VM disks (seed 004) -----------------------
+     * A snapshot SNAP (a qvm name) of disk DISK of VM is the disk as it was
+     * at one instant, kept with the bundle (vm_destroy frees it). Core holds
+     * the VM's lock and keeps a running guest still (frozen or paused) while
+     * a disk is snapshotted or cloned. Any snapshot can be reverted to, and
+     * every other one, older or newer, is kept. NULL (all of them): the
+     * driver has no snapshots and core refuses the verbs. */
+
+    /* Makes snapshot SNAP of DISK: atomic, -EEXIST if SNAP exists. */
+    int (*snapshot_create)(const struct qvm_pool *pool, const char *vm, const char *disk,
+                           const char *snap, struct qvm_error *err);
+
+    /* Removes snapshot SNAP. Refused (-EBUSY, naming them) while other VMs'
+     * disks are clones of it; data another snapshot of DISK still shares is
+     * kept out of sight until nothing needs it. Missing is success. */
+    int (*snapshot_destroy)(const struct qvm_pool *pool, const char *vm, const char *disk,
+                            const char *snap, struct qvm_error *err);
+
+    /* The snapshots of DISK, oldest first (caller frees with
+     * qvm_snapshot_info_free). The driver's view is the truth: core keeps
+     * no list of its own, so the two cannot disagree after a crash. */
+    int (*snapshot_list)(const struct qvm_pool *pool, const char *vm, const char *disk,
+                         struct qvm_snapshot_info **ret, size_t *ret_n, struct qvm_error *err);
+
+    /* Where snapshot SNAP of disk DISK of VM can be read as a disk image (path and format); creates
+     * nothing. */
+    int (*snapshot_locate)(const struct qvm_pool *pool, const char *vm, const char *disk,
+                           const char *snap, struct qvm_disk_info *ret, struct qvm_error *err);
+
+    /* Reverting DISK (of a VM that is not running) to SNAP, in steps core
+     * journals: revert_prepare makes the disk as SNAP holds it beside the
+     * current one; revert_swap puts it in the disk's place and sets the
+     * current disk aside; revert_undo undoes both from whatever point they
+     * reached (nothing done is success); revert_finish frees what a
+     * committed revert set aside, and any revert's leftovers once no revert
+     * is in progress (idempotent; core calls it before a revert, too). */
+    int (*snapshot_revert_prepare)(const struct qvm_pool *pool, const char *vm, const char *disk,
+                                   const char *snap, struct qvm_error *err);
+    int (*snapshot_revert_swap)(const struct qvm_pool *pool, const char *vm, const char *disk,
+                                struct qvm_error *err);
+    int (*snapshot_revert_undo)(const struct qvm_pool *pool, const char *vm, const char *disk,
+                                struct qvm_error *err);
+    int (*snapshot_revert_finish)(const struct qvm_pool *pool, const char *vm, const char *disk,
+                                  struct qvm_error *err);
+
+    /* Frees what interrupted snapshot operations and removed clones left
+     * behind (partial copies; zfs: snapshots clones were made from, data of
+     * removed snapshots nothing shares any more). Never touches a revert in
+     * progress. Idempotent: also the journal's undo of a clone. */
+    int (*snapshot_tidy)(const struct qvm_pool *pool, const char *vm, const char *disk,
+                         struct qvm_error *err);
+
+    /* Other VMs' disks that depend on DISK of VM ("VM 'b' (tank/qvm/vms/b/
+     * disk0)"), which removing VM would destroy: zfs clones of its
+     * snapshots. Caller frees each and the array. NULL: clones never
+     * depend on their source (dir, btrfs). */
+    int (*snapshot_dependents)(const struct qvm_pool *pool, const char *vm, const char *disk,
+                               char ***ret, size_t *ret_n, struct qvm_error *err);
+
+    /* Disk DST_DISK of VM DST (whose bundle exists) as a copy-on-write
+     * clone of disk DISK of VM SRC as it is now (SNAP NULL) or of its
+     * snapshot SNAP, with NPROPS properties as in disk_clone. All or
+     * nothing. dir and btrfs clones stand alone (a qcow2 overlay's backing
+     * file is the image version, never a file of SRC); a zfs clone depends
+     * on a snapshot of SRC (snapshot_dependents names it). */
+    int (*vm_disk_clone)(const struct qvm_pool *pool, const char *src, const char *disk,
+                         const char *snap, const char *dst, const char *dst_disk,
+                         const struct qvm_prop *props, size_t nprops,
+                         struct qvm_disk_info *ret, struct qvm_error *err);
 };
 
 struct qvm_pool {
@@ -169,6 +272,19 @@ int qvm_image_file_format(const char *path, const char **ret_format, struct qvm_
 /* qemu-img info: virtual size, and whether a qcow2 has a backing file. */
 int qvm_image_file_probe(const char *path, const char *format, uint64_t *ret_size,
                          bool *ret_has_backing, struct qvm_error *err);
+
+/* storage/resize.c: the size of disk DISK of VM now (a raw file's length,
+ * a qcow2's virtual size from qemu-img info, a block device's size), and
+ * disk_resize for disks that are files (dir: raw with ftruncate, qcow2
+ * with qemu-img resize; btrfs; zfs datasets). */
+int qvm_storage_disk_size(const struct qvm_pool *pool, const char *vm, const char *disk,
+                          uint64_t *ret, struct qvm_error *err);
+int qvm_storage_file_disk_resize(const struct qvm_pool *pool, const char *vm, const char *disk,
+                                 uint64_t size, uint64_t *ret_size, struct qvm_error *err);
+/* qemu-img resize -q -f qcow2 PATH SIZE (SIZEBUF holds SIZE as text, 24
+ * bytes): the exact command line, for the unit test. */
+void qvm_storage_argv_qcow2_resize(const char *argv[8], const char *path, uint64_t size,
+                                   char sizebuf[24]);
 
 extern const struct qvm_storage_driver qvm_storage_dir, qvm_storage_btrfs, qvm_storage_zfs;
 

@@ -44,8 +44,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "disk_create.h"
 #include "storage.h"
 #include "util/fsutil.h"
+#include "util/names.h"
 #include "util/strbuf.h"
 #include "util/subprocess.h"
 
@@ -1928,11 +1930,840 @@ static int zfs_version_from_disk(const struct qvm_pool *pool, const char *image,
     return r;
 }
 
+/* The snapshots qvm took of other VMs' disks to clone VM's from (their
+ * NAME@clone:VM, see zfs_vm_disk_clone): they exist for VM alone. Sample
+ * output in qvm_zfs_parse_get. */
+static char **own_clone_origins(const struct qvm_pool *pool, const char *vm, size_t *ret_n)
+{
+    char *ds = vm_ds(pool, vm);
+    char *suffix = xasprintf("@clone:%s", vm);
+    const char *const dss[] = { ds, NULL };
+    struct qvm_zfs_rows rows;
+    size_t slen = strlen(suffix), n = 0;
+    char **v = NULL;
+    if (zfs_get("origin", dss, true, &rows, NULL, NULL) == 0) {
+        for (size_t i = 0; i < rows.n; i++) {
+            const char *o = rows.v[i].value;
+            size_t len = strlen(o);
+            if (!strcmp(rows.v[i].property, "origin") && len > slen &&
+                !strcmp(o + len - slen, suffix)) {
+                v = xrealloc(v, (n + 1) * sizeof *v);
+                v[n++] = xstrdup(o);
+            }
+        }
+        qvm_zfs_rows_release(&rows);
+    }
+    free(ds);
+    free(suffix);
+    *ret_n = n;
+    return v;
+}
+
 static int zfs_vm_destroy(const struct qvm_pool *pool, const char *vm, struct qvm_error *err)
 {
     char *ds = vm_ds(pool, vm);
+    size_t n = 0;
+    char **origins = own_clone_origins(pool, vm, &n);
     int r = zfs_destroy(ds, true, NULL, NULL, err);
+    /* A clone's own snapshot of its source goes with it (best effort: the
+     * source's next snapshot command tidies what is left). */
+    for (size_t i = 0; r == 0 && i < n; i++)
+        zfs_destroy(origins[i], false, NULL, NULL, NULL);
+    qvm_zfs_strv_free(origins, n);
     free(ds);
+    return r;
+}
+
+/* qvm resize: a dataset's disk.raw grows as any file disk; a zvol by its
+ * volsize (rounded up to the volblocksize), which zfs changes even while
+ * QEMU has the device open. zfs would shrink a zvol too, cutting the
+ * guest's data, so the size is checked here as well as by core/. */
+static int zfs_disk_resize(const struct qvm_pool *pool, const char *vm, const char *disk,
+                           uint64_t size, uint64_t *ret_size, struct qvm_error *err)
+{
+    if (!is_zvol(pool))
+        return qvm_storage_file_disk_resize(pool, vm, disk, size, ret_size, err);
+    char *ds = disk_ds(pool, vm, disk);
+    const char *const dss[] = { ds, NULL };
+    struct qvm_zfs_rows rows;
+    uint64_t now = 0;
+    size = qvm_zfs_volsize(size);
+    int r = zfs_get("volsize", dss, false, &rows, NULL, err);
+    if (r == 0) {
+        if (qvm_zfs_parse_size(qvm_zfs_rows_value(&rows, ds, "volsize"), &now) < 0)
+            r = qvm_err(err, EINVAL, "zfs get did not report the volsize of %s", ds);
+        qvm_zfs_rows_release(&rows);
+    }
+    if (r == 0 && size < now)
+        r = qvm_err(err, EINVAL, "zvol %s is %llu bytes; it is never shrunk to %llu", ds,
+                    (unsigned long long)now, (unsigned long long)size);
+    if (r == 0 && size > now)
+        r = zfs_simple(qvm_zfs_argv_set_volsize(ds, size), NULL, err);
+    if (r == 0)
+        *ret_size = size > now ? size : now;
+    free(ds);
+    return r;
+}
+
+/* ---------------------------------------- VM disk snapshots (seed 004) */
+
+/* The family of a disk D is in zfs.h. A snapshot is D@SNAP. Reverting to
+ * any snapshot S (on member X) keeps every other one, where zfs rollback
+ * reaches only the newest and destroys the newer ones. So (seed 004) S is
+ * cloned to D:revert, D is set aside as D:old and D:revert takes its name;
+ * after the journal commits, D is promoted - again while its origin is a
+ * member, and never past the family, which would make the image a clone
+ * of the VM's disk - so that it owns S and everything older; D:old, left
+ * holding the snapshots newer than S, is rolled back to its newest one
+ * (its own data was the disk the revert discarded) and kept as history
+ * D:hN, or destroyed if it holds none. A removed snapshot that a history
+ * dataset was cloned from is renamed out of sight (NAME:removed:TXG) until
+ * the history goes; tidy destroys qvm's own snapshots and empty history
+ * once nothing depends on them. zfs destroy -r of the bundle (qvm rm) takes
+ * the whole family, whose clones are all inside it. Clones of the disk
+ * for other VMs are clones of D@SNAP or of D@clone:VM, and keep the VM
+ * from being removed (snapshot_dependents names them). */
+
+char **qvm_zfs_argv_promote(const char *dataset)
+{
+    struct argvb b = { 0 };
+    argvb_add(&b, "zfs");
+    argvb_add(&b, "promote");
+    argvb_add(&b, dataset);
+    return b.v;
+}
+
+char **qvm_zfs_argv_rollback(const char *snapshot)
+{
+    struct argvb b = { 0 };
+    argvb_add(&b, "zfs");
+    argvb_add(&b, "rollback");
+    argvb_add(&b, snapshot);
+    return b.v;
+}
+
+bool qvm_zfs_family_member(const char *dataset, const char *disk_ds)
+{
+    size_t n = strlen(disk_ds);
+    if (strncmp(dataset, disk_ds, n) != 0)
+        return false;
+    return dataset[n] == '\0' ||
+           (dataset[n] == ':' && dataset[n + 1] && !strpbrk(dataset + n, "/@"));
+}
+
+void qvm_zfs_family_release(struct qvm_zfs_family *f)
+{
+    if (!f)
+        return;
+    for (size_t i = 0; i < f->nmembers; i++) {
+        free(f->members[i]);
+        free(f->origins[i]);
+    }
+    free(f->members);
+    free(f->origins);
+    free(f->volsizes);
+    for (size_t i = 0; i < f->nsnaps; i++) {
+        free(f->snaps[i].dataset);
+        free(f->snaps[i].name);
+        qvm_zfs_strv_free(f->snaps[i].clones, f->snaps[i].nclones);
+    }
+    free(f->snaps);
+    memset(f, 0, sizeof *f);
+}
+
+int qvm_zfs_family_index(const struct qvm_zfs_family *f, const char *dataset)
+{
+    for (size_t i = 0; i < f->nmembers; i++)
+        if (!strcmp(f->members[i], dataset))
+            return (int)i;
+    return -1;
+}
+
+static struct qvm_zfs_snap *family_snap(const struct qvm_zfs_family *f, const char *dataset,
+                                        size_t dlen, const char *name)
+{
+    for (size_t i = 0; i < f->nsnaps; i++)
+        if (!strcmp(f->snaps[i].name, name) && strlen(f->snaps[i].dataset) == dlen &&
+            !strncmp(f->snaps[i].dataset, dataset, dlen))
+            return &f->snaps[i];
+    return NULL;
+}
+
+const struct qvm_zfs_snap *qvm_zfs_family_find(const struct qvm_zfs_family *f, const char *name)
+{
+    for (size_t i = 0; i < f->nsnaps; i++)
+        if (!strcmp(f->snaps[i].name, name))
+            return &f->snaps[i];
+    return NULL;
+}
+
+static int cmp_zfs_snap(const void *a, const void *b)
+{
+    const struct qvm_zfs_snap *x = a, *y = b;
+    return x->txg < y->txg ? -1 : x->txg > y->txg;
+}
+
+/* `zfs get -Hp -r -o name,property,value type,origin,createtxg,creation,
+ * volsize,qvm:virtual-size tank/qvm/vms/web` (zfs-fuse 0.7):
+ *   tank/qvm/vms/web	type	filesystem
+ *   tank/qvm/vms/web/disk0	origin	tank/qvm/images/deb@v1
+ *   tank/qvm/vms/web/disk0	volsize	-
+ *   tank/qvm/vms/web/disk0@s1	createtxg	212
+ *   tank/qvm/vms/web/disk0@s1	creation	1763776000
+ *   tank/qvm/vms/web/disk0@s1	qvm:virtual-size	67108864
+ *   tank/qvm/vms/web/disk0:h1	origin	tank/qvm/vms/web/disk0@s1
+ * and the pool-wide origins as in qvm_zfs_parse_get's sample. */
+int qvm_zfs_family_read(const struct qvm_zfs_rows *rows, const struct qvm_zfs_rows *origins,
+                        const char *disk_ds, struct qvm_zfs_family *ret, struct qvm_error *err)
+{
+    struct qvm_zfs_family f = { 0 };
+    int r = 0;
+    for (size_t i = 0; i < rows->n && r == 0; i++) {
+        const struct qvm_zfs_row *row = &rows->v[i];
+        const char *at = strchr(row->name, '@');
+        size_t dlen = at ? (size_t)(at - row->name) : strlen(row->name);
+        char *ds = strndup(row->name, dlen);
+        if (!ds)
+            abort();
+        bool member = qvm_zfs_family_member(ds, disk_ds);
+        const char *v = row->value;
+        bool none = !strcmp(v, "-");
+        if (member && at) {
+            struct qvm_zfs_snap *s = family_snap(&f, row->name, dlen, at + 1);
+            if (!s) {
+                f.snaps = xrealloc(f.snaps, (f.nsnaps + 1) * sizeof *f.snaps);
+                s = &f.snaps[f.nsnaps++];
+                *s = (struct qvm_zfs_snap){ .dataset = xstrdup(ds), .name = xstrdup(at + 1) };
+            }
+            uint64_t num = 0;
+            bool known = !strcmp(row->property, "createtxg") || !strcmp(row->property, "creation") ||
+                         !strcmp(row->property, QVM_ZFS_SIZE_PROP);
+            if (known && !none && qvm_zfs_parse_size(v, &num) < 0)
+                r = qvm_err(err, EINVAL, "zfs get reported %s '%.40s' for %s", row->property, v,
+                            row->name);
+            else if (!strcmp(row->property, "createtxg"))
+                s->txg = num;
+            else if (!strcmp(row->property, "creation"))
+                s->creation = (long long)num;
+            else if (!strcmp(row->property, QVM_ZFS_SIZE_PROP))
+                s->size = num;
+        } else if (member) {
+            int k = qvm_zfs_family_index(&f, ds);
+            if (k < 0) {
+                f.members = xrealloc(f.members, (f.nmembers + 1) * sizeof *f.members);
+                f.origins = xrealloc(f.origins, (f.nmembers + 1) * sizeof *f.origins);
+                f.volsizes = xrealloc(f.volsizes, (f.nmembers + 1) * sizeof *f.volsizes);
+                k = (int)f.nmembers++;
+                f.members[k] = xstrdup(ds);
+                f.origins[k] = NULL;
+                f.volsizes[k] = 0;
+            }
+            if (!strcmp(row->property, "origin") && !none) {
+                free(f.origins[k]);
+                f.origins[k] = xstrdup(v);
+            } else if (!strcmp(row->property, "volsize") && !none &&
+                       qvm_zfs_parse_size(v, &f.volsizes[k]) < 0) {
+                r = qvm_err(err, EINVAL, "zfs get reported volsize '%.40s' for %s", v, row->name);
+            }
+        }
+        free(ds);
+    }
+    for (size_t i = 0; origins && r == 0 && i < origins->n; i++) {
+        const struct qvm_zfs_row *row = &origins->v[i];
+        const char *at = strchr(row->value, '@');
+        if (strcmp(row->property, "origin") != 0 || !at)
+            continue;
+        struct qvm_zfs_snap *s = family_snap(&f, row->value, (size_t)(at - row->value), at + 1);
+        if (s) {
+            s->clones = xrealloc(s->clones, (s->nclones + 1) * sizeof *s->clones);
+            s->clones[s->nclones++] = xstrdup(row->name);
+        }
+    }
+    if (r < 0) {
+        qvm_zfs_family_release(&f);
+        return r;
+    }
+    if (f.nsnaps)
+        qsort(f.snaps, f.nsnaps, sizeof *f.snaps, cmp_zfs_snap);
+    *ret = f;
+    return 0;
+}
+
+/* The family of disk DISK of VM, read with one zfs get (and the pool's
+ * origins, for the clones of each snapshot, if CLONES). */
+static int family_get(const struct qvm_pool *pool, const char *vm, const char *disk, bool clones,
+                      struct qvm_zfs_family *ret, struct qvm_error *err)
+{
+    char *v = vm_ds(pool, vm), *d = disk_ds(pool, vm, disk);
+    const char *const ds[] = { v, NULL }, *const top[] = { pool->dataset, NULL };
+    struct qvm_zfs_rows rows = { 0 }, orows = { 0 };
+    enum qvm_zfs_failure fail;
+    int r = zfs_get(QVM_ZFS_FAMILY_PROPS, ds, true, &rows, &fail, err);
+    if (r < 0 && fail == QVM_ZFS_FAIL_MISSING)
+        r = qvm_err(err, ENOENT, "VM '%s' has no dataset %s", vm, v);
+    if (r == 0 && clones)
+        r = zfs_get("origin", top, true, &orows, NULL, err);
+    if (r == 0)
+        r = qvm_zfs_family_read(&rows, clones ? &orows : NULL, d, ret, err);
+    qvm_zfs_rows_release(&rows);
+    qvm_zfs_rows_release(&orows);
+    free(v);
+    free(d);
+    return r;
+}
+
+static size_t snaps_on(const struct qvm_zfs_family *f, const char *dataset)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < f->nsnaps; i++)
+        n += !strcmp(f->snaps[i].dataset, dataset);
+    return n;
+}
+
+/* A member's mountpoint in dataset mode (it inherits it). Caller frees. */
+static char *member_dir(const struct qvm_pool *pool, const char *dataset)
+{
+    return xasprintf("%s%s", pool->path, dataset + strlen(pool->dataset));
+}
+
+/* zfs unmount/mount that accept "already so". zfs-fuse renames no mounted
+ * filesystem, and leaves the old mountpoint directory behind. */
+static int ds_unmount(const char *dataset, struct qvm_error *err)
+{
+    char **argv = qvm_zfs_argv_unmount(dataset);
+    struct zfs_out o = { 0 };
+    int r = zfs_run_busy(argv, &o, err);
+    if (r < 0 && strstr(o.err, "not currently mounted")) {
+        qvm_err_clear(err);
+        r = 0;
+    }
+    zfs_out_release(&o);
+    qvm_zfs_argv_free(argv);
+    return r;
+}
+
+static int ds_mount(const char *dataset, struct qvm_error *err)
+{
+    char **argv = qvm_zfs_argv_mount(dataset);
+    struct zfs_out o = { 0 };
+    int r = zfs_run_busy(argv, &o, err);
+    if (r < 0 && strstr(o.err, "already mounted")) {
+        qvm_err_clear(err);
+        r = 0;
+    }
+    zfs_out_release(&o);
+    qvm_zfs_argv_free(argv);
+    return r;
+}
+
+/* Renames member FROM to TO: unmounted around it in dataset mode.
+ * zfs-fuse can refuse a rename right after an unmount as "busy" for more
+ * than zfs_run_busy's 5 s (5.8 s measured, now and then), so busy is
+ * retried for 30 s here. */
+static int member_rename(const struct qvm_pool *pool, const char *from, const char *to,
+                         struct qvm_error *err)
+{
+    int r = 0;
+    for (int tries = 0; tries < 6; tries++) {
+        r = is_zvol(pool) ? 0 : ds_unmount(from, err);
+        if (r == 0)
+            r = zfs_simple_busy(qvm_zfs_argv_rename(from, to), err);
+        if (r != -EBUSY)
+            break;
+    }
+    if (r == 0 && !is_zvol(pool)) {
+        char *dir = member_dir(pool, from);
+        rmdir(dir);
+        free(dir);
+        r = ds_mount(to, err);
+    }
+    return r;
+}
+
+/* Destroys member DATASET (never a snapshot of it: it must hold none). */
+static int member_destroy(const struct qvm_pool *pool, const char *dataset, struct qvm_error *err)
+{
+    int r = zfs_destroy(dataset, false, NULL, NULL, err);
+    if (r == 0 && !is_zvol(pool)) {
+        char *dir = member_dir(pool, dataset);
+        rmdir(dir);
+        free(dir);
+    }
+    return r;
+}
+
+static int zfs_snapshot_create(const struct qvm_pool *pool, const char *vm, const char *disk,
+                               const char *snap, struct qvm_error *err)
+{
+    char *d = disk_ds(pool, vm, disk);
+    struct qvm_zfs_family f = { 0 };
+    uint64_t size = 0;
+    int r = family_get(pool, vm, disk, false, &f, err);
+    int di = r == 0 ? qvm_zfs_family_index(&f, d) : -1;
+    if (r == 0 && di < 0)
+        r = qvm_err(err, ENOENT, "VM '%s' has no disk dataset %s", vm, d);
+    if (r == 0 && qvm_zfs_family_find(&f, snap))
+        r = qvm_err(err, EEXIST, "VM '%s' already has a snapshot '%s'", vm, snap);
+    if (r == 0 && is_zvol(pool)) {
+        size = f.volsizes[di];
+    } else if (r == 0) {
+        /* What QEMU wrote is in the file before the snapshot is taken. */
+        char *file = disk_file(pool, vm, disk);
+        r = sync_file(file, &size, err);
+        free(file);
+    }
+    if (r == 0) {
+        char *s = xasprintf("%s@%s", d, snap);
+        enum qvm_zfs_failure fail;
+        r = zfs_simple(qvm_zfs_argv_snapshot(s, size), &fail, err);
+        if (r < 0 && fail == QVM_ZFS_FAIL_EXISTS)
+            r = qvm_err(err, EEXIST, "VM '%s' already has a snapshot '%s' (%s)", vm, snap, s);
+        free(s);
+    }
+    if (r < 0)
+        qvm_err_wrap(err, "cannot snapshot disk %s of VM '%s'", disk, vm);
+    qvm_zfs_family_release(&f);
+    free(d);
+    return r;
+}
+
+static int zfs_snapshot_list(const struct qvm_pool *pool, const char *vm, const char *disk,
+                             struct qvm_snapshot_info **ret, size_t *ret_n, struct qvm_error *err)
+{
+    struct qvm_zfs_family f = { 0 };
+    *ret = NULL;
+    *ret_n = 0;
+    int r = family_get(pool, vm, disk, false, &f, err);
+    if (r < 0)
+        return r;
+    struct qvm_snapshot_info *v = xcalloc(f.nsnaps ? f.nsnaps : 1, sizeof *v);
+    size_t n = 0;
+    for (size_t i = 0; i < f.nsnaps; i++)
+        if (qvm_name_valid(f.snaps[i].name))
+            v[n++] = (struct qvm_snapshot_info){ .name = xstrdup(f.snaps[i].name),
+                                                 .created = f.snaps[i].creation,
+                                                 .size = f.snaps[i].size };
+    qvm_zfs_family_release(&f);
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
+/* Only a kernel ZFS shows .zfs/snapshot (zfs-fuse has none), and only with
+ * snapdev=visible a zvol snapshot's device. */
+static int zfs_snapshot_locate(const struct qvm_pool *pool, const char *vm, const char *disk,
+                               const char *snap, struct qvm_disk_info *ret, struct qvm_error *err)
+{
+    struct qvm_zfs_family f = { 0 };
+    int r = family_get(pool, vm, disk, false, &f, err);
+    if (r < 0)
+        return r;
+    const struct qvm_zfs_snap *s = qvm_name_valid(snap) ? qvm_zfs_family_find(&f, snap) : NULL;
+    if (!s) {
+        r = qvm_err(err, ENOENT, "VM '%s' has no snapshot '%s'", vm, snap);
+    } else {
+        memset(ret, 0, sizeof *ret);
+        if (is_zvol(pool)) {
+            char *full = xasprintf("%s@%s", s->dataset, s->name);
+            ret->path = zvol_dev(full);
+            free(full);
+        } else {
+            char *dir = member_dir(pool, s->dataset);
+            ret->path = xasprintf("%s/.zfs/snapshot/%s/%s", dir, s->name, QVM_ZFS_DISK_FILE);
+            free(dir);
+        }
+        ret->format = xstrdup("raw");
+        ret->is_block = is_zvol(pool);
+        ret->virtual_size = s->size;
+    }
+    qvm_zfs_family_release(&f);
+    return r;
+}
+
+/* "tank/qvm/vms/b/disk0 (VM 'b')" for each clone of S outside the family
+ * of DISK_DS, appended to *V. */
+static void outside_clones(const struct qvm_pool *pool, const struct qvm_zfs_snap *s,
+                           const char *disk_ds, char ***v, size_t *n)
+{
+    for (size_t k = 0; k < s->nclones; k++) {
+        if (qvm_zfs_family_member(s->clones[k], disk_ds))
+            continue;
+        char *one = describe_clones(pool, &s->clones[k], 1);
+        bool dup = false;
+        for (size_t i = 0; i < *n && !dup; i++)
+            dup = !strcmp((*v)[i], one);
+        if (dup) {
+            free(one);
+            continue;
+        }
+        *v = xrealloc(*v, (*n + 1) * sizeof **v);
+        (*v)[(*n)++] = one;
+    }
+}
+
+static int zfs_snapshot_dependents(const struct qvm_pool *pool, const char *vm, const char *disk,
+                                   char ***ret, size_t *ret_n, struct qvm_error *err)
+{
+    struct qvm_zfs_family f = { 0 };
+    char *d = disk_ds(pool, vm, disk);
+    *ret = NULL;
+    *ret_n = 0;
+    int r = family_get(pool, vm, disk, true, &f, err);
+    for (size_t i = 0; r == 0 && i < f.nsnaps; i++)
+        outside_clones(pool, &f.snaps[i], d, ret, ret_n);
+    qvm_zfs_family_release(&f);
+    free(d);
+    return r;
+}
+
+/* One round of tidying: destroys one empty history dataset, or one of
+ * qvm's own snapshots nothing is cloned from. *RET_DONE: nothing was. */
+static int tidy_round(const struct qvm_pool *pool, const char *vm, const char *disk,
+                      bool *ret_done, struct qvm_error *err)
+{
+    struct qvm_zfs_family f = { 0 };
+    char *d = disk_ds(pool, vm, disk);
+    char *staged = xasprintf("%s:revert", d), *old = xasprintf("%s:old", d);
+    *ret_done = true;
+    int r = family_get(pool, vm, disk, true, &f, err);
+    for (size_t i = 0; r == 0 && *ret_done && i < f.nmembers; i++) {
+        const char *m = f.members[i];
+        if (strcmp(m, d) && strcmp(m, staged) && strcmp(m, old) && snaps_on(&f, m) == 0) {
+            *ret_done = false;
+            r = member_destroy(pool, m, err);
+        }
+    }
+    for (size_t i = 0; r == 0 && *ret_done && i < f.nsnaps; i++) {
+        const struct qvm_zfs_snap *s = &f.snaps[i];
+        if (!qvm_name_valid(s->name) && s->nclones == 0 && strcmp(s->dataset, staged) &&
+            strcmp(s->dataset, old)) {
+            char *full = xasprintf("%s@%s", s->dataset, s->name);
+            *ret_done = false;
+            r = zfs_destroy(full, false, NULL, NULL, err);
+            free(full);
+        }
+    }
+    qvm_zfs_family_release(&f);
+    free(d);
+    free(staged);
+    free(old);
+    return r;
+}
+
+static int zfs_snapshot_tidy(const struct qvm_pool *pool, const char *vm, const char *disk,
+                             struct qvm_error *err)
+{
+    bool done = false;
+    int r = 0;
+    /* Each round frees what the last one's removal released. */
+    for (int round = 0; r == 0 && !done && round < 1000; round++)
+        r = tidy_round(pool, vm, disk, &done, err);
+    if (r == -ENOENT)
+        qvm_err_clear(err);           /* the VM is gone: nothing to tidy */
+    return r == -ENOENT ? 0 : r;
+}
+
+static int zfs_snapshot_destroy(const struct qvm_pool *pool, const char *vm, const char *disk,
+                                const char *snap, struct qvm_error *err)
+{
+    struct qvm_zfs_family f = { 0 };
+    char *d = disk_ds(pool, vm, disk);
+    char **outside = NULL;
+    size_t nout = 0;
+    int r = family_get(pool, vm, disk, true, &f, err);
+    if (r < 0) {
+        free(d);
+        return r;
+    }
+    const struct qvm_zfs_snap *s = qvm_zfs_family_find(&f, snap);
+    if (s)
+        outside_clones(pool, s, d, &outside, &nout);
+    char *full = s ? xasprintf("%s@%s", s->dataset, s->name) : NULL;
+    if (nout) {
+        struct strbuf sb = STRBUF_INIT;
+        for (size_t i = 0; i < nout; i++)
+            strbuf_addf(&sb, "%s%s", i ? ", " : "", outside[i]);
+        r = qvm_err(err, EBUSY, "snapshot '%s' of VM '%s' cannot be removed: %zu VM disk%s %s "
+                    "cloned from it (%s); remove %s first", snap, vm, nout, nout == 1 ? "" : "s",
+                    nout == 1 ? "is" : "are", sb.buf, nout == 1 ? "that VM" : "those VMs");
+        strbuf_release(&sb);
+    } else if (s && s->nclones) {
+        /* A revert's history was cloned from it: its blocks stay, out of
+         * sight, until that history goes (tidy). */
+        char *hidden = xasprintf("%s@%s:removed:%llu", s->dataset, s->name,
+                                 (unsigned long long)s->txg);
+        r = zfs_simple_busy(qvm_zfs_argv_rename(full, hidden), err);
+        free(hidden);
+    } else if (s) {
+        enum qvm_zfs_failure fail;
+        char *zerr = NULL;
+        r = zfs_destroy(full, false, &fail, &zerr, err);
+        if (r < 0 && fail == QVM_ZFS_FAIL_DEPENDENTS) {
+            size_t n = 0;
+            char **names = qvm_zfs_parse_dependents(zerr, &n);
+            char *list = describe_clones(pool, names, n);
+            r = qvm_err(err, EBUSY, "snapshot '%s' of VM '%s' cannot be removed: clones depend "
+                        "on it (%s)", snap, vm, list);
+            free(list);
+            qvm_zfs_strv_free(names, n);
+        }
+        free(zerr);
+    }
+    qvm_zfs_strv_free(outside, nout);
+    qvm_zfs_family_release(&f);
+    free(full);
+    free(d);
+    if (r == 0)
+        r = zfs_snapshot_tidy(pool, vm, disk, err);
+    return r;
+}
+
+static int zfs_snapshot_revert_prepare(const struct qvm_pool *pool, const char *vm,
+                                       const char *disk, const char *snap,
+                                       struct qvm_error *err)
+{
+    struct qvm_zfs_family f = { 0 };
+    char *d = disk_ds(pool, vm, disk);
+    char *staged = xasprintf("%s:revert", d);
+    int r = family_get(pool, vm, disk, false, &f, err);
+    if (r < 0) {
+        free(d);
+        free(staged);
+        return r;
+    }
+    const struct qvm_zfs_snap *s = qvm_name_valid(snap) ? qvm_zfs_family_find(&f, snap) : NULL;
+    if (!s)
+        r = qvm_err(err, ENOENT, "VM '%s' has no snapshot '%s'", vm, snap);
+    if (r == 0 && qvm_zfs_family_index(&f, staged) >= 0)
+        r = member_destroy(pool, staged, err);     /* left by a revert undone meanwhile */
+    if (r == 0) {
+        char *full = xasprintf("%s@%s", s->dataset, s->name);
+        r = zfs_simple(qvm_zfs_argv_clone(full, staged, NULL, 0), NULL, err);
+        free(full);
+    }
+    if (r < 0)
+        qvm_err_wrap(err, "cannot revert VM '%s' to snapshot '%s'", vm, snap);
+    qvm_zfs_family_release(&f);
+    free(d);
+    free(staged);
+    return r;
+}
+
+static int zfs_snapshot_revert_swap(const struct qvm_pool *pool, const char *vm,
+                                    const char *disk, struct qvm_error *err)
+{
+    struct qvm_zfs_family f = { 0 };
+    char *d = disk_ds(pool, vm, disk);
+    char *staged = xasprintf("%s:revert", d), *old = xasprintf("%s:old", d);
+    int r = family_get(pool, vm, disk, false, &f, err);
+    if (r == 0 && (qvm_zfs_family_index(&f, d) < 0 || qvm_zfs_family_index(&f, staged) < 0 ||
+                   qvm_zfs_family_index(&f, old) >= 0))
+        r = qvm_err(err, EINVAL, "cannot swap %s and %s: a revert of VM '%s' was not prepared",
+                    d, staged, vm);
+    if (r == 0)
+        r = member_rename(pool, d, old, err);
+    if (r == 0)
+        r = member_rename(pool, staged, d, err);
+    if (r == 0 && is_zvol(pool)) {
+        char *dev = zvol_dev(d);
+        r = wait_for_device(dev, err);
+        free(dev);
+    }
+    qvm_zfs_family_release(&f);
+    free(d);
+    free(staged);
+    free(old);
+    return r;
+}
+
+/* From any point of prepare and swap back to the disk as it was: the
+ * reverted clone is destroyed only if it is what a revert makes (no
+ * snapshots, cloned from a member), never a disk holding data of its own. */
+static int zfs_snapshot_revert_undo(const struct qvm_pool *pool, const char *vm,
+                                    const char *disk, struct qvm_error *err)
+{
+    struct qvm_zfs_family f = { 0 };
+    char *d = disk_ds(pool, vm, disk);
+    char *staged = xasprintf("%s:revert", d), *old = xasprintf("%s:old", d);
+    int r = family_get(pool, vm, disk, false, &f, err);
+    int di = r == 0 ? qvm_zfs_family_index(&f, d) : -1;
+    if (r == 0 && qvm_zfs_family_index(&f, old) >= 0) {
+        if (di >= 0) {
+            const char *o = f.origins[di];
+            const char *at = o ? strchr(o, '@') : NULL;
+            char *ods = at ? strndup(o, (size_t)(at - o)) : NULL;
+            if (snaps_on(&f, d) || !ods || !qvm_zfs_family_member(ods, d) || !strcmp(ods, d))
+                r = qvm_err(err, EIO, "cannot undo the revert of VM '%s': both %s and %s hold "
+                            "a disk; keep the one to use as %s and destroy the other by hand",
+                            vm, d, old, d);
+            free(ods);
+            if (r == 0)
+                r = zfs_destroy(d, false, NULL, NULL, err);
+        }
+        if (r == 0)
+            r = member_rename(pool, old, d, err);
+    }
+    if (r == 0 && qvm_zfs_family_index(&f, staged) >= 0)
+        r = member_destroy(pool, staged, err);
+    /* Killed between unmounting the disk and renaming it. */
+    if (r == 0 && !is_zvol(pool))
+        r = ds_mount(d, err);
+    qvm_zfs_family_release(&f);
+    free(d);
+    free(staged);
+    free(old);
+    return r;
+}
+
+/* The next free history name D:hN. Caller frees. */
+static char *history_name(const struct qvm_zfs_family *f, const char *d)
+{
+    for (unsigned long n = 1;; n++) {
+        char *h = xasprintf("%s:h%lu", d, n);
+        if (qvm_zfs_family_index(f, h) < 0)
+            return h;
+        free(h);
+    }
+}
+
+static int zfs_snapshot_revert_finish(const struct qvm_pool *pool, const char *vm,
+                                      const char *disk, struct qvm_error *err)
+{
+    struct qvm_zfs_family f = { 0 };
+    char *d = disk_ds(pool, vm, disk);
+    char *staged = xasprintf("%s:revert", d), *old = xasprintf("%s:old", d);
+    int r = family_get(pool, vm, disk, false, &f, err);
+    int di = r == 0 ? qvm_zfs_family_index(&f, d) : -1;
+    if (r == 0 && di < 0)
+        r = qvm_err(err, EIO, "VM '%s' has no disk dataset %s (a revert was interrupted and not "
+                    "rolled back)", vm, d);
+    if (r == 0 && qvm_zfs_family_index(&f, staged) >= 0)
+        r = member_destroy(pool, staged, err);
+    /* Promote while the disk is a clone of a member: it takes over the
+     * snapshots up to its origin. Never past the family. */
+    for (size_t round = 0; r == 0 && round <= f.nmembers + 1; round++) {
+        di = qvm_zfs_family_index(&f, d);
+        const char *o = di >= 0 ? f.origins[di] : NULL;
+        const char *at = o ? strchr(o, '@') : NULL;
+        char *ods = at ? strndup(o, (size_t)(at - o)) : NULL;
+        bool inside = ods && qvm_zfs_family_member(ods, d) && strcmp(ods, d);
+        free(ods);
+        if (!inside)
+            break;
+        r = zfs_simple_busy(qvm_zfs_argv_promote(d), err);
+        qvm_zfs_family_release(&f);
+        if (r == 0)
+            r = family_get(pool, vm, disk, false, &f, err);
+    }
+    if (r == 0 && qvm_zfs_family_index(&f, old) >= 0) {
+        const struct qvm_zfs_snap *newest = NULL;
+        for (size_t i = 0; i < f.nsnaps; i++)
+            if (!strcmp(f.snaps[i].dataset, old))
+                newest = &f.snaps[i];
+        if (!newest) {
+            r = member_destroy(pool, old, err);
+        } else {
+            /* Its own data was the disk the revert discarded. */
+            char *full = xasprintf("%s@%s", old, newest->name);
+            char *hist = history_name(&f, d);
+            r = zfs_simple_busy(qvm_zfs_argv_rollback(full), err);
+            if (r == 0)
+                r = member_rename(pool, old, hist, err);
+            free(full);
+            free(hist);
+        }
+    }
+    qvm_zfs_family_release(&f);
+    free(d);
+    free(staged);
+    free(old);
+    if (r == 0)
+        r = zfs_snapshot_tidy(pool, vm, disk, err);
+    return r;
+}
+
+static int zfs_vm_disk_clone(const struct qvm_pool *pool, const char *src, const char *disk,
+                             const char *snap, const char *dst, const char *dst_disk,
+                             const struct qvm_prop *props, size_t nprops,
+                             struct qvm_disk_info *ret, struct qvm_error *err)
+{
+    for (size_t i = 0; i < nprops; i++) {
+        int r = qvm_zfs_prop_check(&props[i], err);
+        if (r < 0)
+            return qvm_err_wrap(err, "disk.zvol");
+    }
+    struct qvm_disk_info loc;
+    int r = zfs_disk_locate(pool, dst, dst_disk, &loc, err);
+    qvm_disk_info_release(&loc);
+    if (r < 0)
+        return r;
+    struct qvm_zfs_family f = { 0 };
+    r = family_get(pool, src, disk, false, &f, err);
+    if (r < 0)
+        return r;
+    char *d = disk_ds(pool, src, disk);
+    char *target = disk_ds(pool, dst, dst_disk);
+    char *origin = NULL;
+    uint64_t size = 0;
+    bool made = false, cloned = false;
+    int di = qvm_zfs_family_index(&f, d);
+    if (snap) {
+        const struct qvm_zfs_snap *s = qvm_name_valid(snap) ? qvm_zfs_family_find(&f, snap) : NULL;
+        if (!s)
+            r = qvm_err(err, ENOENT, "VM '%s' has no snapshot '%s'", src, snap);
+        else {
+            origin = xasprintf("%s@%s", s->dataset, s->name);
+            size = s->size;
+        }
+    } else if (di < 0) {
+        r = qvm_err(err, ENOENT, "VM '%s' has no disk dataset %s", src, d);
+    } else {
+        /* A clone needs a snapshot: qvm's own, named after the clone. */
+        char *name = xasprintf("clone:%s", dst);
+        origin = xasprintf("%s@%s", d, name);
+        if (family_snap(&f, d, strlen(d), name))
+            r = zfs_destroy(origin, false, NULL, NULL, err);   /* stale: nothing is cloned from it */
+        free(name);
+        if (r == 0 && is_zvol(pool)) {
+            size = f.volsizes[di];
+        } else if (r == 0) {
+            char *file = disk_file(pool, src, disk);
+            r = sync_file(file, &size, err);
+            free(file);
+        }
+        if (r == 0)
+            r = zfs_simple(qvm_zfs_argv_snapshot(origin, size), NULL, err);
+        made = r == 0;
+    }
+    if (r == 0) {
+        enum qvm_zfs_failure fail;
+        r = zfs_simple(qvm_zfs_argv_clone(origin, target, props, nprops), &fail, err);
+        if (r < 0 && fail == QVM_ZFS_FAIL_EXISTS)
+            r = qvm_err(err, EEXIST, "VM '%s' already has a disk %s", dst, target);
+        cloned = r == 0;
+    }
+    if (r == 0 && is_zvol(pool)) {
+        char *dev = zvol_dev(target);
+        r = wait_for_device(dev, err);
+        free(dev);
+    }
+    if (r == 0) {
+        zfs_disk_locate(pool, dst, dst_disk, ret, NULL);   /* the name was checked first */
+        ret->virtual_size = size;
+    } else {
+        /* All or nothing: the clone, then qvm's snapshot. */
+        struct qvm_error e = { 0 };
+        if (cloned && zfs_destroy(target, true, NULL, NULL, &e) < 0)
+            qvm_err_wrap(err, "%s; also", e.msg);
+        if (made && zfs_destroy(origin, false, NULL, NULL, &e) < 0)
+            qvm_err_wrap(err, "%s; also", e.msg);
+        qvm_err_wrap(err, "cannot clone disk %s of VM '%s'%s%s%s", disk, src,
+                     snap ? " (snapshot '" : "", snap ? snap : "", snap ? "')" : "");
+    }
+    qvm_zfs_family_release(&f);
+    free(d);
+    free(target);
+    free(origin);
     return r;
 }
 
@@ -1954,6 +2785,19 @@ const struct qvm_storage_driver qvm_storage_zfs = {
     .vm_create = zfs_vm_create,
     .disk_locate = zfs_disk_locate,
     .disk_clone = zfs_disk_clone,
+    .disk_create = qvm_zfs_disk_create,
+    .disk_resize = zfs_disk_resize,
     .clone_properties = true,
     .vm_destroy = zfs_vm_destroy,
+    .snapshot_create = zfs_snapshot_create,
+    .snapshot_destroy = zfs_snapshot_destroy,
+    .snapshot_list = zfs_snapshot_list,
+    .snapshot_locate = zfs_snapshot_locate,
+    .snapshot_revert_prepare = zfs_snapshot_revert_prepare,
+    .snapshot_revert_swap = zfs_snapshot_revert_swap,
+    .snapshot_revert_undo = zfs_snapshot_revert_undo,
+    .snapshot_revert_finish = zfs_snapshot_revert_finish,
+    .snapshot_tidy = zfs_snapshot_tidy,
+    .snapshot_dependents = zfs_snapshot_dependents,
+    .vm_disk_clone = zfs_vm_disk_clone,
 };

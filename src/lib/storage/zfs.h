@@ -148,4 +148,58 @@ char **qvm_zfs_parse_dependents(const char *stderr_text, size_t *ret_n);
 
 void qvm_zfs_strv_free(char **v, size_t n);
 
+/* --- VM disk snapshots (seed 004) ------------------------------------------
+ * The family of a VM disk dataset D: D and the datasets D:NAME qvm makes
+ * beside it (':' is in no qvm name): D:revert and D:old while a revert
+ * runs, and D:h1, D:h2, ... holding the snapshots newer than one a revert
+ * went back to (zfs keeps a snapshot on the dataset it was taken of, so
+ * they cannot move to D). A snapshot whose name is not a qvm name (it
+ * holds ':') is qvm's own: clone:VM, the origin of VM's disk when it was
+ * cloned from D as it was; NAME:removed:TXG, a removed snapshot another
+ * snapshot's history still shares. */
+
+/* zfs promote DATASET */
+char **qvm_zfs_argv_promote(const char *dataset);
+/* zfs rollback SNAPSHOT: only ever a dataset's newest snapshot (no -r). */
+char **qvm_zfs_argv_rollback(const char *snapshot);
+
+/* The properties the family is read with: zfs get -Hp -r of these on the
+ * VM's bundle dataset. */
+#define QVM_ZFS_FAMILY_PROPS "type,origin,createtxg,creation,volsize," QVM_ZFS_SIZE_PROP
+
+struct qvm_zfs_snap {
+    char *dataset;          /* the family member holding it */
+    char *name;             /* after '@' */
+    uint64_t txg;
+    long long creation;     /* Unix time */
+    uint64_t size;          /* qvm:virtual-size; 0: not recorded */
+    char **clones;          /* datasets whose origin it is (when read with origins) */
+    size_t nclones;
+};
+
+struct qvm_zfs_family {
+    char **members;         /* D (if it exists) and D:NAME datasets, in output order */
+    char **origins;         /* each member's origin, NULL for none */
+    uint64_t *volsizes;     /* each member's volsize, 0 for a filesystem */
+    size_t nmembers;
+    struct qvm_zfs_snap *snaps;   /* every snapshot of every member, oldest first */
+    size_t nsnaps;
+};
+
+/* True if DATASET is D or D:NAME. */
+bool qvm_zfs_family_member(const char *dataset, const char *disk_ds);
+
+/* The family of DISK_DS from ROWS (zfs get -Hp -r QVM_ZFS_FAMILY_PROPS of
+ * the bundle dataset) and, if ORIGINS is not NULL, the clones of each
+ * snapshot from ORIGINS (a pool-wide zfs get -Hp -r origin). -EINVAL if a
+ * number does not parse. */
+int qvm_zfs_family_read(const struct qvm_zfs_rows *rows, const struct qvm_zfs_rows *origins,
+                        const char *disk_ds, struct qvm_zfs_family *ret, struct qvm_error *err);
+void qvm_zfs_family_release(struct qvm_zfs_family *f);
+
+/* The snapshot named NAME on any member (NULL: none); the index of member
+ * DATASET (-1: not one). */
+const struct qvm_zfs_snap *qvm_zfs_family_find(const struct qvm_zfs_family *f, const char *name);
+int qvm_zfs_family_index(const struct qvm_zfs_family *f, const char *dataset);
+
 #endif
