@@ -434,7 +434,11 @@ const struct cli_command cmd_rm = {
         "removes it: its definition, seed, console log and disks. The removal is\n"
         "atomic: the VM's bundle is first detached in one rename, so an interrupted\n"
         "rm leaves either the whole VM or none of it (and 'qvm doctor --repair' frees\n"
-        "the space of a detached bundle).\n",
+        "the space of a detached bundle).\n"
+        "\n"
+        "On ZFS pools a VM whose snapshots other VMs were cloned from (qvm clone)\n"
+        "cannot be removed: rm is refused, naming those VMs; remove them first.\n"
+        "On dir and Btrfs pools clones stand alone and rm always proceeds.\n",
 };
 
 const struct cli_command cmd_console = {
