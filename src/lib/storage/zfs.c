@@ -2258,13 +2258,13 @@ static int ds_mount(const char *dataset, struct qvm_error *err)
 
 /* Renames member FROM to TO: unmounted around it in dataset mode.
  * zfs-fuse can refuse a rename right after an unmount as "busy" for more
- * than zfs_run_busy's 5 s (5.8 s measured, now and then), so busy is
- * retried for 30 s here. */
+ * than zfs_run_busy's 5 s (5.8 s measured, now and then; once, on a
+ * loaded machine, more than 30 s), so busy is retried for a minute here. */
 static int member_rename(const struct qvm_pool *pool, const char *from, const char *to,
                          struct qvm_error *err)
 {
     int r = 0;
-    for (int tries = 0; tries < 6; tries++) {
+    for (int tries = 0; tries < 12; tries++) {
         r = is_zvol(pool) ? 0 : ds_unmount(from, err);
         if (r == 0)
             r = zfs_simple_busy(qvm_zfs_argv_rename(from, to), err);
