@@ -8,10 +8,11 @@ if [ "$(id -u)" != 0 ]; then
 fi
 build=(meson ninja-build pkg-config gcc libyaml-dev libjson-c-dev libarchive-dev libssl-dev
        libzstd-dev libxml2-dev libvirt-dev)
-run=(qemu-system-x86 qemu-utils)
+run=(qemu-system-x86 qemu-utils dnsmasq-base nftables iproute2)
 test=(mmdebstrap extlinux syslinux-common e2fsprogs fdisk util-linux valgrind
       clang libclang-rt-14-dev btrfs-progs xfsprogs zfs-fuse
-      libvirt-daemon-system libvirt-clients virtinst libxml2-utils)
+      libvirt-daemon-system libvirt-clients virtinst libxml2-utils
+      openssh-client iputils-ping python3)
 bench=(hyperfine virtinst libvirt-daemon-system)
 want=("${build[@]}" "${run[@]}" "${test[@]}")
 [ "${QVM_WITH_BENCH:-0}" = 1 ] && want+=("${bench[@]}")

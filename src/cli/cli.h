@@ -68,6 +68,8 @@ extern const struct cli_command cmd_snapshot, cmd_revert, cmd_clone;
 extern const struct cli_command cmd_export, cmd_import, cmd_scan;
 /* issue 5, memory (cmd_host.c): */
 extern const struct cli_command cmd_host;
+/* issue 5, networks (cmd_net.c): */
+extern const struct cli_command cmd_net;
 /* issue 6, libvirt (cmd_adopt.c): */
 extern const struct cli_command cmd_adopt;
 struct qvm_vm;

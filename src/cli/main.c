@@ -10,7 +10,7 @@
 static const struct cli_command *const commands[] = {
     &cmd_pool, &cmd_image, &cmd_up, &cmd_ls, &cmd_start, &cmd_stop, &cmd_restart, &cmd_pause,
     &cmd_resume, &cmd_info, &cmd_edit, &cmd_resize, &cmd_autostart, &cmd_snapshot, &cmd_revert, &cmd_clone, &cmd_rm, &cmd_console, &cmd_exec, &cmd_wait, &cmd_ssh, &cmd_export,
-    &cmd_import, &cmd_scan, &cmd_host, &cmd_adopt, &cmd_doctor,
+    &cmd_import, &cmd_scan, &cmd_host, &cmd_net, &cmd_adopt, &cmd_doctor,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -244,6 +244,18 @@ static json_object *new_definition(const struct manifest *mf, const char *name,
             json_object_object_add(net, "ssh_port", json_object_new_int(p > 0 ? p : 0));
         }
     }
+    json_object *extra = NULL;
+    if (renamed && json_object_object_get_ex(o, "extra_networks", &extra) &&
+        json_object_is_type(extra, json_type_array)) {
+        /* A copy is a new machine: new MACs for its other NICs too. */
+        for (size_t i = 0; i < json_object_array_length(extra); i++) {
+            json_object *e = json_object_array_get_idx(extra, i);
+            char mac[18];
+            qvm_vm_nic_mac(pool->name, name, (unsigned)i + 1, mac);
+            if (json_object_is_type(e, json_type_object))
+                json_object_object_add(e, "mac", json_object_new_string(mac));
+        }
+    }
     return o;
 }
 

@@ -396,6 +396,7 @@ static int define_clone(struct qvm_ctx *ctx, const struct qvm_vm *src, const cha
         ret->disk_format = xstrdup(src->disk_format);
         ret->disk_size = disk_size;
         ret->mac = xstrdup(mac);
+        qvm_vm_assign_nic_macs(&ret->spec, pool->name, true);   /* a new machine */
         if (ret->spec.net.type == QVM_NET_USER && ret->spec.net.ssh_port >= 0)
             r = free_port(&ret->ssh_port, err);
     }

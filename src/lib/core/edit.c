@@ -366,6 +366,18 @@ static int take_settings(struct edit_vm *e, struct qvm_vm_spec *ns, const struct
     free(vm->mac);
     vm->mac = xstrdup(mac);
     vm->ssh_port = port;
+    /* NICs past the first: as the file has them, MACs derived where none is given. */
+    note_num(sb, "NICs", qvm_spec_nic_count(s), qvm_spec_nic_count(ns), "");
+    for (size_t i = 0; i < s->nextra_nets; i++) {
+        free(s->extra_nets[i].model);
+        free(s->extra_nets[i].mac);
+        free(s->extra_nets[i].source);
+    }
+    memcpy(s->extra_nets, ns->extra_nets, sizeof s->extra_nets);
+    s->nextra_nets = ns->nextra_nets;
+    memset(ns->extra_nets, 0, sizeof ns->extra_nets);
+    ns->nextra_nets = 0;
+    qvm_vm_assign_nic_macs(s, vm->pool, false);
     return 0;
 }
 

@@ -24,6 +24,7 @@
 
 #include "core/image.h"
 #include "core/pools.h"
+#include "core/net.h"
 #include "core/process.h"
 #include "core/runtime_libvirt.h"
 #include "runtime/qmp.h"
@@ -152,6 +153,16 @@ static int add_undo(struct qvm_journal *j, const char *kind, const char *k1, con
     if (k2)
         json_object_object_add(rec, k2, json_object_new_string(v2));
     return append_record(j, rec, err);
+}
+
+int qvm_journal_undo_net_down(struct qvm_journal *j, const char *name, struct qvm_error *err)
+{
+    return add_undo(j, "net_down", "name", name, NULL, NULL, err);
+}
+
+int qvm_journal_undo_net_up(struct qvm_journal *j, const char *name, struct qvm_error *err)
+{
+    return add_undo(j, "net_up", "name", name, NULL, NULL, err);
 }
 
 int qvm_journal_undo_rm_rf(struct qvm_journal *j, const char *path, struct qvm_error *err)
@@ -433,6 +444,19 @@ static void undo_one(struct qvm_ctx *ctx, json_object *rec, struct strbuf *faile
         undo_quiesce(rec, kind, failed);
     } else if (strncmp(kind, "libvirt_", 8) == 0) {
         qvm_lv_undo(kind, rec_str(rec, "uri"), rec_str(rec, "uuid"), rec_str(rec, "path"), failed);
+    } else if (strcmp(kind, "net_down") == 0 || strcmp(kind, "net_up") == 0) {
+        const char *name = rec_str(rec, "name");
+        struct qvm_network n;
+        if (!name || qvm_net_name_check(name, NULL) < 0) {
+            strbuf_addf(failed, "\n  damaged journal record '%s'", kind);
+        } else if (kind[4] == 'd') {
+            qvm_net_down(ctx, name, failed);
+        } else if (qvm_net_exists(ctx, name) && qvm_net_load(ctx, name, &n, &e) == 0) {
+            if (qvm_net_up(ctx, &n, &e) < 0)
+                strbuf_addf(failed, "\n  network '%s' was not brought back up (%s); run qvm net "
+                            "up %s", name, e.msg, name);
+            qvm_net_release(&n);
+        }
     } else if (strcmp(kind, "rename") == 0) {
         const char *from = rec_str(rec, "from"), *to = rec_str(rec, "to");
         /* The step moved FROM to TO; undoing moves it back if it moved. */

@@ -73,6 +73,11 @@ int qvm_journal_undo_guest_thaw(struct qvm_journal *j, const char *qga_socket,
 int qvm_journal_undo_vm_resume(struct qvm_journal *j, const char *qmp_socket,
                                const char *pid_file, struct qvm_error *err);
 
+/* A qvm network (core/net.h): take its host side down; bring it back up
+ * if it is still defined. */
+int qvm_journal_undo_net_down(struct qvm_journal *j, const char *name, struct qvm_error *err);
+int qvm_journal_undo_net_up(struct qvm_journal *j, const char *name, struct qvm_error *err);
+
 /* The operation succeeded: the journal is deleted and freed. */
 int qvm_journal_commit(struct qvm_journal *j, struct qvm_error *err);
 

@@ -17,6 +17,7 @@
 #include "core/image.h"
 #include "core/memory.h"
 #include "core/monitor.h"
+#include "core/net.h"
 #include "core/pools.h"
 #include "core/process.h"
 #include "core/runtime_libvirt.h"
@@ -78,15 +79,29 @@ int qvm_vm_start_qemu(struct qvm_ctx *ctx, struct qvm_vm *vm, struct qvm_journal
         .mac = vm->mac,
         .ssh_port = vm->ssh_port,
     };
+    int taps[QVM_SPEC_MAX_NICS], pass[QVM_SPEC_MAX_NICS];
+    size_t npass = 0, nics = qvm_spec_nic_count(&vm->spec);
+    r = qvm_net_attach_vm(ctx, vm, taps, err);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < nics; i++) {
+        cfg.extra_macs[i] = i ? qvm_vm_nic_mac_of(vm, i) : NULL;
+        if (taps[i] >= 0) {
+            cfg.tap_fd[i] = 3 + (int)npass;     /* where qvm_run puts it in QEMU */
+            pass[npass++] = taps[i];
+        }
+    }
     char **argv = qvm_qemu_argv(&cfg);
     if (j && (r = qvm_journal_undo_kill_qemu(j, vm->pid_file, err)) < 0) {
+        qvm_net_close_fds(taps, nics);
         qvm_argv_free(argv);
         return r;
     }
     qvm_say(ctx->ui, "Starting QEMU (%s, %llu MiB, %u vCPU%s)", accel,
             (unsigned long long)vm->spec.memory_mib, vm->spec.vcpus, vm->spec.vcpus == 1 ? "" : "s");
-    struct qvm_run_opts opts = { .timeout_ms = 60000 };
+    struct qvm_run_opts opts = { .timeout_ms = 60000, .pass_fds = pass, .npass_fds = npass };
     r = qvm_run((const char *const *)argv, &opts, NULL, err);
+    qvm_net_close_fds(taps, nics);      /* QEMU holds them now */
     qvm_argv_free(argv);
     if (r < 0)
         return qvm_err_wrap(err, "QEMU could not start VM '%s'", vm->spec.name);
@@ -377,6 +392,8 @@ int qvm_rm(struct qvm_ctx *ctx, const char *name, struct qvm_error *err)
             qvm_warn(ctx->ui, "VM '%s' is removed but its storage is left (%s)", name, e.msg);
         }
         qvm_rm_rf(vm.run_dir, NULL);
+        if (qvm_net_forget_vm(ctx, name, &e) < 0)     /* its static leases and names */
+            qvm_warn(ctx->ui, "VM '%s' is removed but its leases are left (%s)", name, e.msg);
         qvm_say(ctx->ui, "VM '%s' and its disks removed", name);
         if (vm.image)
             qvm_image_reap_retired(ctx, vm.pool, vm.image);

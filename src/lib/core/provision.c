@@ -196,6 +196,7 @@ static int validate(struct qvm_ctx *ctx, struct qvm_vm_spec *spec, const struct 
     else
         qvm_vm_mac(pool->name, spec->name, mac);
     vm->mac = xstrdup(mac);
+    qvm_vm_assign_nic_macs(spec, pool->name, false);
     vm->ssh_port = 0;
     if (spec->net.type == QVM_NET_USER && spec->net.ssh_port >= 0) {
         r = local_port(spec->net.ssh_port, &vm->ssh_port, err);

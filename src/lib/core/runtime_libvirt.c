@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/monitor.h"
+#include "core/net.h"
 #include "core/pools.h"
 #include "core/process.h"
 #include "runtime/accel.h"
@@ -102,13 +103,14 @@ int qvm_runtime_choose(struct qvm_ctx *ctx, const char *pool, const char *opt_ru
     if (!libvirt && spec->runtime_uri)
         r = qvm_err(err, EINVAL, "vm.runtime-uri %s is for the libvirt runtime, and VM '%s' "
                     "runs on qemu (set runtime: libvirt)", spec->runtime_uri, spec->name);
-    else if (!libvirt && (n->type == QVM_NET_NETWORK || n->type == QVM_NET_BRIDGE))
-        r = qvm_err(err, ENOTSUP, "network %s=%s needs the libvirt runtime (qvm's own QEMU has "
-                    "user networking only): set runtime: libvirt",
-                    n->type == QVM_NET_NETWORK ? "network" : "bridge", n->source);
+    else if (libvirt && spec->nextra_nets)
+        r = qvm_err(err, ENOTSUP, "vm.network: several NICs run on qvm's own QEMU only for now "
+                    "(runtime %s takes one)", rt);
     else if (!streq(rt, "virt-install") && spec->nvi_opts)
         r = qvm_err(err, EINVAL, "the qvm file's virt-install options (--%s, ...) need runtime "
                     "virt-install, not %s", spec->vi_opts[0].key, rt);
+    else if (!libvirt)
+        r = qvm_net_check_spec(ctx, spec, err);
     /* virt-install cannot carry the forwarded port (virt_install.c). */
     if (r == 0 && streq(rt, "virt-install") && n->type == QVM_NET_USER) {
         if (spec->net.ssh_port > 0)

@@ -47,17 +47,59 @@ int qvm_vm_derive_paths(struct qvm_ctx *ctx, const struct qvm_pool *pool, struct
     return 0;
 }
 
-void qvm_vm_mac(const char *pool, const char *name, char *buf)
+void qvm_vm_nic_mac(const char *pool, const char *name, unsigned index, char *buf)
 {
-    /* FNV-1a over "pool/name": stable across hosts, so a replicated bundle
-     * keeps its MAC. */
+    /* FNV-1a over "pool/name" (and "#INDEX" past the first NIC): stable
+     * across hosts, so a replicated bundle keeps its MACs. */
     uint32_t h = 2166136261u;
     for (const char *s = pool; *s; s++)
         h = (h ^ (unsigned char)*s) * 16777619u;
     h = (h ^ '/') * 16777619u;
     for (const char *s = name; *s; s++)
         h = (h ^ (unsigned char)*s) * 16777619u;
+    if (index > 0) {
+        char idx[16];
+        snprintf(idx, sizeof idx, "#%u", index);
+        for (const char *s = idx; *s; s++)
+            h = (h ^ (unsigned char)*s) * 16777619u;
+    }
     snprintf(buf, 18, "52:54:00:%02x:%02x:%02x", (h >> 16) & 0xff, (h >> 8) & 0xff, h & 0xff);
+}
+
+void qvm_vm_mac(const char *pool, const char *name, char *buf)
+{
+    qvm_vm_nic_mac(pool, name, 0, buf);
+}
+
+void qvm_vm_assign_nic_macs(struct qvm_vm_spec *s, const char *pool, bool fresh)
+{
+    for (size_t i = 0; i < s->nextra_nets; i++) {
+        struct qvm_net_spec *n = &s->extra_nets[i];
+        if (n->mac && !fresh)
+            continue;
+        char mac[18];
+        qvm_vm_nic_mac(pool, s->name, (unsigned)i + 1, mac);
+        free(n->mac);
+        n->mac = xstrdup(mac);
+    }
+}
+
+const char *qvm_vm_nic_mac_of(const struct qvm_vm *vm, size_t i)
+{
+    return i == 0 ? vm->mac : vm->spec.extra_nets[i - 1].mac;
+}
+
+static const char *net_type_name(enum qvm_net_type t)
+{
+    return t == QVM_NET_NONE ? "none" : t == QVM_NET_NETWORK ? "network"
+         : t == QVM_NET_BRIDGE ? "bridge" : "user";
+}
+
+static enum qvm_net_type net_type_parse(const char *t)
+{
+    return !t ? QVM_NET_USER : !strcmp(t, "none") ? QVM_NET_NONE
+         : !strcmp(t, "network") ? QVM_NET_NETWORK : !strcmp(t, "bridge") ? QVM_NET_BRIDGE
+         : QVM_NET_USER;
 }
 
 static void add_str(json_object *o, const char *k, const char *v)
@@ -99,13 +141,26 @@ int qvm_vm_save(const struct qvm_vm *vm, struct qvm_error *err)
     add_str(d, "base", s->disk.base);
     json_object_object_add(o, "disk", d);
     json_object *n = json_object_new_object();
-    add_str(n, "type", s->net.type == QVM_NET_NONE ? "none" : s->net.type == QVM_NET_NETWORK
-                       ? "network" : s->net.type == QVM_NET_BRIDGE ? "bridge" : "user");
+    add_str(n, "type", net_type_name(s->net.type));
     add_str(n, "source", s->net.source);
     add_str(n, "model", s->net.model);
     add_str(n, "mac", vm->mac);
     json_object_object_add(n, "ssh_port", json_object_new_int(vm->ssh_port));
     json_object_object_add(o, "network", n);
+    if (s->nextra_nets) {
+        /* NICs past the first, each with the MAC in use. */
+        json_object *arr = json_object_new_array();
+        for (size_t i = 0; i < s->nextra_nets; i++) {
+            const struct qvm_net_spec *x = &s->extra_nets[i];
+            json_object *e = json_object_new_object();
+            add_str(e, "type", net_type_name(x->type));
+            add_str(e, "source", x->source);
+            add_str(e, "model", x->model);
+            add_str(e, "mac", x->mac);
+            json_object_array_add(arr, e);
+        }
+        json_object_object_add(o, "extra_networks", arr);
+    }
     const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
                                                          JSON_C_TO_STRING_NOSLASHESCAPE);
     char *path = xasprintf("%s/vm.json", vm->bundle_dir);
@@ -214,18 +269,35 @@ int qvm_vm_load(struct qvm_ctx *ctx, const char *name, struct qvm_vm *ret, struc
     s->disk.cache = get_str(d, "cache");
     s->disk.base = get_str(d, "base");
     char *nt = get_str(n, "type");
-    s->net.type = !nt ? QVM_NET_USER : !strcmp(nt, "none") ? QVM_NET_NONE
-                : !strcmp(nt, "network") ? QVM_NET_NETWORK : !strcmp(nt, "bridge") ? QVM_NET_BRIDGE
-                : QVM_NET_USER;
+    s->net.type = net_type_parse(nt);
     s->net.source = get_str(n, "source");
     free(nt);
+    json_object *xn = NULL;
+    bool extra_ok = true;
+    if (json_object_object_get_ex(o, "extra_networks", &xn) && json_object_is_type(xn, json_type_array)) {
+        size_t cnt = json_object_array_length(xn);
+        for (size_t i = 0; i < cnt && i < QVM_SPEC_MAX_NICS - 1; i++) {
+            json_object *e = json_object_array_get_idx(xn, i);
+            struct qvm_net_spec *x = &s->extra_nets[s->nextra_nets++];
+            char *t = get_str(e, "type");
+            x->type = net_type_parse(t);
+            free(t);
+            x->source = get_str(e, "source");
+            x->model = get_str(e, "model");
+            x->mac = get_str(e, "mac");
+            x->ssh_port = -1;
+            if (!x->model || !x->mac || ((x->type == QVM_NET_NETWORK || x->type == QVM_NET_BRIDGE) &&
+                                         !x->source))
+                extra_ok = false;
+        }
+    }
     s->net.model = get_str(n, "model");
     ret->mac = get_str(n, "mac");
     ret->ssh_port = (int)get_int(n, "ssh_port", 0);
     json_object_put(o);
     if (!ret->disk_name || !qvm_name_valid(ret->disk_name) || !ret->disk_format ||
         !s->cpu || !s->machine || !s->boot || !s->disk.bus || !s->disk.cache || !s->net.model ||
-        !ret->mac) {
+        !ret->mac || !extra_ok) {
         r = qvm_err(err, EINVAL, "VM '%s': its vm.json in pool '%s' is incomplete", name, pool.name);
     } else {
         if (!s->accel)

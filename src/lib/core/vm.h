@@ -65,4 +65,14 @@ int qvm_vm_list_names(struct qvm_ctx *ctx, char ***ret, size_t *ret_n, struct qv
  * pool and VM name. BUF must hold 18 bytes. */
 void qvm_vm_mac(const char *pool, const char *name, char *buf);
 
+/* The same for NIC INDEX (0 is qvm_vm_mac's). */
+void qvm_vm_nic_mac(const char *pool, const char *name, unsigned index, char *buf);
+
+/* Gives each NIC past the first its derived MAC: those without one, or all
+ * with FRESH (a clone, a renamed import: a new machine). */
+void qvm_vm_assign_nic_macs(struct qvm_vm_spec *s, const char *pool, bool fresh);
+
+/* The MAC NIC I of VM uses. */
+const char *qvm_vm_nic_mac_of(const struct qvm_vm *vm, size_t i);
+
 #endif

@@ -205,30 +205,39 @@ static void push_seed(struct argv_list *l, const char *seed)
     push(l, "virtio-blk-pci,drive=cidata");
 }
 
+static void push_nic(struct argv_list *l, const struct qvm_qemu_config *cfg, size_t i)
+{
+    const struct qvm_net_spec *n = qvm_spec_nic((struct qvm_vm_spec *)cfg->spec, i);
+    push(l, "-netdev");
+    if (n->type == QVM_NET_NETWORK || n->type == QVM_NET_BRIDGE)
+        pushf(l, "tap,id=net%zu,fd=%d", i, cfg->tap_fd[i]);
+    else if (i == 0 && cfg->ssh_port > 0)
+        pushf(l, "user,id=net0,hostfwd=tcp:127.0.0.1:%d-:22", cfg->ssh_port);
+    else
+        pushf(l, "user,id=net%zu", i);
+
+    const char *mac = i == 0 ? (cfg->mac ? cfg->mac : n->mac)
+                             : (cfg->extra_macs[i] ? cfg->extra_macs[i] : n->mac);
+    struct strbuf sb = STRBUF_INIT;
+    strbuf_addf(&sb, "%s,netdev=net%zu", nic_model(n->model), i);
+    if (mac)
+        strbuf_addf(&sb, ",mac=%s", mac);
+    int bootidx = boot_index(cfg->spec->boot, "network");
+    if (i == 0 && bootidx > 0)
+        strbuf_addf(&sb, ",bootindex=%d", bootidx);
+    push(l, "-device");
+    push_owned(l, strbuf_detach(&sb, NULL));
+}
+
 static void push_net(struct argv_list *l, const struct qvm_qemu_config *cfg)
 {
-    const struct qvm_net_spec *n = &cfg->spec->net;
-    if (n->type == QVM_NET_NONE) {
+    if (cfg->spec->net.type == QVM_NET_NONE) {
         push(l, "-nic");
         push(l, "none");
         return;
     }
-    push(l, "-netdev");
-    if (cfg->ssh_port > 0)
-        pushf(l, "user,id=net0,hostfwd=tcp:127.0.0.1:%d-:22", cfg->ssh_port);
-    else
-        push(l, "user,id=net0");
-
-    const char *mac = cfg->mac ? cfg->mac : n->mac;
-    struct strbuf sb = STRBUF_INIT;
-    strbuf_addf(&sb, "%s,netdev=net0", nic_model(n->model));
-    if (mac)
-        strbuf_addf(&sb, ",mac=%s", mac);
-    int bootidx = boot_index(cfg->spec->boot, "network");
-    if (bootidx > 0)
-        strbuf_addf(&sb, ",bootindex=%d", bootidx);
-    push(l, "-device");
-    push_owned(l, strbuf_detach(&sb, NULL));
+    for (size_t i = 0; i < qvm_spec_nic_count(cfg->spec); i++)
+        push_nic(l, cfg, i);
 }
 
 char **qvm_qemu_argv(const struct qvm_qemu_config *cfg)

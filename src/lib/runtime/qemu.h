@@ -25,11 +25,15 @@ struct qvm_qemu_config {
     const char *qga_socket;       /* guest agent channel */
     const char *vnc_socket;       /* used when graphics is vnc */
     const char *pid_file;
-    const char *mac;              /* resolved MAC for the NIC */
+    const char *mac;              /* resolved MAC for the first NIC */
+    const char *extra_macs[QVM_SPEC_MAX_NICS];  /* NIC I's (I >= 1) at [I]; NULL: the spec's */
+    int tap_fd[QVM_SPEC_MAX_NICS];  /* NIC I's tap, as the fd number QEMU gets; 0: none */
     int ssh_port;                 /* resolved host port forwarded to guest 22, 0 = none */
 };
 
-/* Returns a NULL-terminated argv; free it with qvm_argv_free. The process is
+/* NICs of type network and bridge are taps that qvm opens and hands over
+ * as fds (-netdev tap,fd=N); user NICs are QEMU's own user networking.
+ * Returns a NULL-terminated argv; free it with qvm_argv_free. The process is
  * started with -daemonize and writes PID_FILE. */
 char **qvm_qemu_argv(const struct qvm_qemu_config *cfg);
 void qvm_argv_free(char **argv);

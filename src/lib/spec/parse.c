@@ -169,9 +169,13 @@ void qvm_spec_release(struct qvm_vm_spec *spec)
     free(spec->disk.bus);
     free(spec->disk.cache);
     free(spec->disk.pool);
-    free(spec->net.model);
-    free(spec->net.mac);
-    free(spec->net.source);
+    for (size_t i = 0; i < qvm_spec_nic_count(spec); i++) {
+        struct qvm_net_spec *n = qvm_spec_nic(spec, i);
+        free(n->model);
+        free(n->mac);
+        free(n->source);
+    }
+    spec->nextra_nets = 0;
     free(spec->runtime);
     free(spec->runtime_uri);
     for (size_t i = 0; i < spec->nvi_opts; i++) {

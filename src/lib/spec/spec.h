@@ -19,9 +19,12 @@
 #define QVM_SPEC_MAX_FILE (1u << 20)   /* a qvm file larger than 1 MiB is refused */
 #define QVM_SPEC_MAX_DEPTH 64          /* YAML nesting limit */
 #define QVM_SPEC_MAX_PROPS 32          /* disk.zvol properties */
+#define QVM_SPEC_MAX_NICS 8            /* network: a list of at most 8 NICs */
 
-/* NETWORK (a libvirt network by name) and BRIDGE (a host bridge) are the
- * libvirt runtime's: virt-install's --network network=NAME / bridge=NAME. */
+/* NETWORK is a network by name: a qvm-managed network (qvm net create) if
+ * one has the name, else, on the libvirt runtime, a libvirt network. BRIDGE
+ * is an existing host bridge. virt-install's --network network=NAME /
+ * bridge=NAME. */
 enum qvm_net_type { QVM_NET_USER = 0, QVM_NET_NONE, QVM_NET_NETWORK, QVM_NET_BRIDGE };
 enum qvm_graphics { QVM_GRAPHICS_NONE = 0, QVM_GRAPHICS_VNC };
 
@@ -43,10 +46,12 @@ struct qvm_disk_spec {
 
 struct qvm_net_spec {
     enum qvm_net_type type; /* network: user (default) | none | network=NAME | bridge=NAME */
-    char *source;           /* the libvirt network or bridge name (NETWORK, BRIDGE) */
+    char *source;           /* the network or bridge name (NETWORK, BRIDGE) */
     char *model;            /* virtio (default), e1000, rtl8139 */
-    char *mac;              /* "52:54:00:..", or NULL to derive one */
-    int ssh_port;           /* host port forwarded to guest 22: 0 = choose automatically, -1 = none */
+    char *mac;              /* "52:54:00:..", or NULL to derive one (for the first NIC,
+                               struct qvm_vm's mac holds the one in use) */
+    int ssh_port;           /* host port forwarded to guest 22: 0 = choose automatically, -1 = none;
+                               the first NIC's only */
 };
 
 struct qvm_vm_spec {
@@ -62,7 +67,9 @@ struct qvm_vm_spec {
     char *boot;             /* boot: hd (default), cdrom, network, comma-separated order */
     enum qvm_graphics graphics;
     struct qvm_disk_spec disk;
-    struct qvm_net_spec net;
+    struct qvm_net_spec net;          /* the first NIC (network: a mapping, or a list's first) */
+    struct qvm_net_spec extra_nets[QVM_SPEC_MAX_NICS - 1];   /* the list's others, in order */
+    size_t nextra_nets;
     bool autostart;         /* autostart: start the VM at host boot (qvm autostart --boot) */
     char *runtime;          /* runtime: qemu | libvirt | virt-install, NULL = the pool's (or qemu) */
     char *runtime_uri;      /* runtime-uri: a libvirt connection URI, NULL = the pool's or qemu:///system */
@@ -90,6 +97,17 @@ int qvm_spec_parse(const char *filename, const char *data, size_t len,
 int qvm_spec_load(const char *filename, struct qvm_vm_spec *ret, struct qvm_error *err);
 
 void qvm_spec_release(struct qvm_vm_spec *spec);
+
+/* The VM's NICs, in order: NIC 0 is spec->net. */
+static inline size_t qvm_spec_nic_count(const struct qvm_vm_spec *s)
+{
+    return 1 + s->nextra_nets;
+}
+
+static inline struct qvm_net_spec *qvm_spec_nic(struct qvm_vm_spec *s, size_t i)
+{
+    return i == 0 ? &s->net : &s->extra_nets[i - 1];
+}
 
 /* ---- rewriting a qvm file (qvm edit --set, resize, autostart) ---------------- */
 

@@ -562,7 +562,7 @@ static int h_net_type(struct spec_ctx *c, const struct spec_node *val, const cha
     static const char *const choices[] = { "user", "none", NULL };
     size_t i = 0;
     int r = get_choice(c, val, path, choices, &i);
-    s->net.type = i == 1 ? QVM_NET_NONE : QVM_NET_USER;
+    c->nic->type = i == 1 ? QVM_NET_NONE : QVM_NET_USER;
     return r;
 }
 
@@ -572,7 +572,7 @@ static int h_net_model(struct spec_ctx *c, const struct spec_node *val, const ch
     size_t i;
     int r = get_choice(c, val, path, choices, &i);
     if (r == 0)
-        set_str(&s->net.model, choices[i]);
+        set_str(&c->nic->model, choices[i]);
     return r;
 }
 
@@ -600,7 +600,7 @@ static int h_net_mac(struct spec_ctx *c, const struct spec_node *val, const char
     char lower[18];
     for (size_t i = 0; i < 18; i++)
         lower[i] = (char)(v[i] >= 'A' && v[i] <= 'F' ? v[i] - 'A' + 'a' : v[i]);
-    set_str(&s->net.mac, lower);
+    set_str(&c->nic->mac, lower);
     return 0;
 }
 
@@ -610,18 +610,18 @@ static int h_net_ssh_port(struct spec_ctx *c, const struct spec_node *val, const
     c->ssh_port_node = val;
     if (val->kind == SPEC_SCALAR && val->style == YAML_PLAIN_SCALAR_STYLE && !val->tag) {
         if (strcmp(val->value, "auto") == 0) {
-            s->net.ssh_port = 0;
+            c->nic->ssh_port = 0;
             return 0;
         }
         if (strcmp(val->value, "none") == 0) {
-            s->net.ssh_port = -1;
+            c->nic->ssh_port = -1;
             return 0;
         }
     }
     uint64_t v;
     int r = get_uint(c, val, path, "auto, none or a port number (1024 to 65535)", 1024, 65535, &v);
     if (r == 0)
-        s->net.ssh_port = (int)v;
+        c->nic->ssh_port = (int)v;
     return r;
 }
 
@@ -636,10 +636,10 @@ static int set_net_source(struct spec_ctx *c, const struct spec_node *val, const
         return spec_err(c, &val->start, path, bridge ?
                         "invalid bridge name: 1 to 15 letters, digits, '.', '_' or '-'" :
                         "invalid libvirt network name: 1 to 64 letters, digits, '.', '_' or '-'");
-    if (s->net.source)
+    if (c->nic->source)
         return spec_err(c, &val->start, path, "give one of network and bridge, not both");
-    s->net.type = type;
-    set_str(&s->net.source, name);
+    c->nic->type = type;
+    set_str(&c->nic->source, name);
     return 0;
 }
 
@@ -669,7 +669,10 @@ static int h_net_scalar(struct spec_ctx *c, const struct spec_node *val, const c
     return h_net_type(c, val, path, s);
 }
 
-static int h_network(struct spec_ctx *c, const struct spec_node *val, const char *path, struct qvm_vm_spec *s)
+/* One NIC: a scalar (user, none, network=NAME, bridge=NAME) or a mapping.
+ * FIRST: only the first NIC may forward SSH (to its user network). */
+static int one_nic(struct spec_ctx *c, const struct spec_node *val, const char *path,
+                   struct qvm_vm_spec *s, bool first)
 {
     static const struct key_handler tab[] = {
         { "type", h_net_type }, { "model", h_net_model }, { "mac", h_net_mac },
@@ -677,24 +680,56 @@ static int h_network(struct spec_ctx *c, const struct spec_node *val, const char
         { NULL, NULL },
     };
     uint64_t seen = 0;
+    c->ssh_port_node = NULL;
     int r = val->kind == SPEC_MAP ? walk_map(c, val, path, tab, NULL, s, &seen)
                                   : h_net_scalar(c, val, path, s);
     if (r < 0)
         return r;
-    if (s->net.source && (seen & 1))
+    struct qvm_net_spec *n = c->nic;
+    char sp[160];
+    snprintf(sp, sizeof sp, "%s.ssh-port", path);
+    if (n->source && (seen & 1))
         return spec_err(c, &val->start, path, "type and %s exclude each other",
-                        s->net.type == QVM_NET_BRIDGE ? "bridge" : "network");
-    if (s->net.source) {
-        if (c->ssh_port_node && s->net.ssh_port > 0)
-            return spec_err(c, &c->ssh_port_node->start, "vm.network.ssh-port",
+                        n->type == QVM_NET_BRIDGE ? "bridge" : "network");
+    if (n->source || n->type == QVM_NET_NONE) {
+        if (c->ssh_port_node && n->ssh_port > 0)
+            return spec_err(c, &c->ssh_port_node->start, sp,
                             "a forwarded SSH port needs network type user");
-        s->net.ssh_port = -1;
+        n->ssh_port = -1;
     }
-    if (s->net.type == QVM_NET_NONE) {
-        if (c->ssh_port_node && s->net.ssh_port > 0)
-            return spec_err(c, &c->ssh_port_node->start, "vm.network.ssh-port",
-                            "a forwarded SSH port needs network type user");
-        s->net.ssh_port = -1;
+    if (!first) {
+        if (c->ssh_port_node && n->ssh_port >= 0)
+            return spec_err(c, &c->ssh_port_node->start, sp,
+                            "only the first NIC forwards SSH");
+        n->ssh_port = -1;
+        if (n->type == QVM_NET_NONE)
+            return spec_err(c, &val->start, path, "'none' is only for a VM's only NIC");
+    }
+    return 0;
+}
+
+/* network: one NIC (a scalar or a mapping), or a list of them. */
+static int h_network(struct spec_ctx *c, const struct spec_node *val, const char *path, struct qvm_vm_spec *s)
+{
+    if (val->kind != SPEC_SEQ) {
+        c->nic = &s->net;
+        return one_nic(c, val, path, s, true);
+    }
+    if (val->nkids == 0)
+        return spec_err(c, &val->start, path, "an empty list: give at least one NIC, or none");
+    if (val->nkids > QVM_SPEC_MAX_NICS)
+        return spec_err(c, &val->start, path, "%zu NICs: at most %d", val->nkids, QVM_SPEC_MAX_NICS);
+    for (size_t i = 0; i < val->nkids; i++) {
+        char sub[160];
+        snprintf(sub, sizeof sub, "%s[%zu]", path, i);
+        if (i > 0)
+            s->nextra_nets = i;
+        c->nic = qvm_spec_nic(s, i);
+        int r = one_nic(c, val->kids[i], sub, s, i == 0);
+        if (r < 0)
+            return r;
+        if (i > 0 && s->net.type == QVM_NET_NONE)
+            return spec_err(c, &val->kids[0]->start, sub, "'none' is only for a VM's only NIC");
     }
     return 0;
 }
@@ -787,7 +822,8 @@ int spec_vm(struct spec_ctx *c, const struct spec_node *root, struct qvm_vm_spec
         s->disk.bus = xstrdup("virtio");
     if (!s->disk.cache)
         s->disk.cache = xstrdup("writeback");
-    if (!s->net.model)
-        s->net.model = xstrdup("virtio");
+    for (size_t i = 0; i < qvm_spec_nic_count(s); i++)
+        if (!qvm_spec_nic(s, i)->model)
+            qvm_spec_nic(s, i)->model = xstrdup("virtio");
     return 0;
 }

@@ -59,6 +59,7 @@ struct spec_ctx {
     /* vm document state (validate.c) */
     const struct spec_node *accel_node, *virt_type_node, *ssh_port_node;
     const struct spec_node *cur_key;    /* the key whose value a handler is reading */
+    struct qvm_net_spec *nic;           /* the NIC network handlers fill (validate.c) */
 };
 
 /* Reads the whole stream into c->docs, enforcing every limit before the

@@ -99,17 +99,28 @@ static char **child_env(void)
     return env;
 }
 
-static void child_exec(const char *const argv[], char **env, int in_fd, int out_fd, int err_fd)
+static void child_exec(const char *const argv[], char **env, int in_fd, int out_fd, int err_fd,
+                       const int *pass, size_t npass)
 {
     /* Only async-signal-safe calls from here on. */
     if (dup2(in_fd, 0) < 0 || (out_fd >= 0 && dup2(out_fd, 1) < 0) ||
         (err_fd >= 0 && dup2(err_fd, 2) < 0))
         _exit(127);
-    if (close_range(3, ~0U, 0) < 0) {
+    /* Passed fds go to 3, 4, ...: first above every target, so that no
+     * dup2 overwrites a source still to be moved. */
+    int high[QVM_RUN_MAX_PASS_FDS];
+    for (size_t i = 0; i < npass; i++)
+        if ((high[i] = fcntl(pass[i], F_DUPFD, 3 + QVM_RUN_MAX_PASS_FDS + 64)) < 0)
+            _exit(127);
+    for (size_t i = 0; i < npass; i++)
+        if (dup2(high[i], 3 + (int)i) < 0)
+            _exit(127);
+    unsigned first = 3 + (unsigned)npass;
+    if (close_range(first, ~0U, 0) < 0) {
         /* Kernels before 5.9 or a seccomp filter: close them one by one. */
         struct rlimit rl;
         int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
-        for (int fd = 3; fd < max; fd++)
+        for (int fd = (int)first; fd < max; fd++)
             close(fd);
     }
     sigset_t none;
@@ -148,6 +159,8 @@ int qvm_run(const char *const argv[], const struct qvm_run_opts *opts,
 
     if (res)
         memset(res, 0, sizeof *res);
+    if (opts->npass_fds > QVM_RUN_MAX_PASS_FDS)
+        return qvm_err(err, E2BIG, "cannot pass %zu fds to %s", opts->npass_fds, argv[0]);
     null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null_fd < 0)
         return qvm_err_errno(err, errno, "cannot open /dev/null");
@@ -168,7 +181,7 @@ int qvm_run(const char *const argv[], const struct qvm_run_opts *opts,
     if (pid == 0)
         child_exec(argv, env, opts->use_stdin_fd ? opts->stdin_fd : null_fd,
                    opts->use_stdout_fd ? opts->stdout_fd : capture_out ? outp[1] : -1,
-                   opts->inherit_stderr ? -1 : errp[1]);
+                   opts->inherit_stderr ? -1 : errp[1], opts->pass_fds, opts->npass_fds);
     free(env);
     /* A pidfd turns the child's exit into a poll() event, so we notice it at
      * once even when a daemonizing grandchild (qemu -daemonize) still holds

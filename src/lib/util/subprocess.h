@@ -1,7 +1,7 @@
 /* subprocess.h - the only way qvm runs another program.
  *
  * argv arrays only: no shell is ever involved. The child gets stdin from
- * /dev/null (or a given fd), every fd >= 3 closed, LC_ALL=C, and either
+ * /dev/null (or a given fd), every fd >= 3 closed but those passed on purpose, LC_ALL=C, and either
  * captured or inherited stdout/stderr, or stdout into a given fd (a stream
  * too large to capture). Output is read with poll() so a chatty child
  * cannot deadlock us; captured output is capped. On timeout the child is
@@ -23,7 +23,11 @@ struct qvm_run_opts {
     bool inherit_stdout;     /* let stdout through to ours (progress on a terminal) */
     bool inherit_stderr;
     size_t max_output;       /* per stream; 0: 1 MiB */
+    const int *pass_fds;     /* fds the child gets as 3, 4, ... (QEMU's tap fds) */
+    size_t npass_fds;        /* at most QVM_RUN_MAX_PASS_FDS */
 };
+
+#define QVM_RUN_MAX_PASS_FDS 16
 
 struct qvm_run_result {
     int status;              /* exit code; 128+N if killed by signal N */
