@@ -12,7 +12,7 @@ run=(qemu-system-x86 qemu-utils dnsmasq-base nftables iproute2)
 test=(mmdebstrap extlinux syslinux-common e2fsprogs fdisk util-linux valgrind
       clang libclang-rt-14-dev btrfs-progs xfsprogs zfs-fuse
       libvirt-daemon-system libvirt-clients virtinst libxml2-utils
-      openssh-client iputils-ping python3)
+      openssh-client iputils-ping python3 bind9-dnsutils)
 bench=(hyperfine virtinst libvirt-daemon-system)
 want=("${build[@]}" "${run[@]}" "${test[@]}")
 [ "${QVM_WITH_BENCH:-0}" = 1 ] && want+=("${bench[@]}")

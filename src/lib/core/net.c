@@ -492,8 +492,6 @@ static int check_subnet_free(struct qvm_ctx *ctx, uint32_t subnet, unsigned pref
     char what[160], text[40];
     struct qvm_network probe = { .subnet = subnet, .prefix = prefix };
     qvm_net_format_subnet(&probe, text, sizeof text);
-    if (qvm_net_overlaps_host(subnet, prefix, what, sizeof what))
-        return qvm_err(err, EADDRINUSE, "subnet %s overlaps the host's %s", text, what);
     char **names;
     size_t nn;
     int r = qvm_net_list_names(ctx, &names, &nn, err);
@@ -513,6 +511,10 @@ static int check_subnet_free(struct qvm_ctx *ctx, uint32_t subnet, unsigned pref
         free(names[i]);
     }
     free(names);
+    /* Other qvm networks first: their bridges are host addresses too, and
+     * the network is the better name for the conflict. */
+    if (r == 0 && qvm_net_overlaps_host(subnet, prefix, what, sizeof what))
+        r = qvm_err(err, EADDRINUSE, "subnet %s overlaps the host's %s", text, what);
     return r;
 }
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -111,13 +112,35 @@ char **qvm_net_dnsmasq_argv(const struct qvm_network *n, const char *user)
     return v;
 }
 
+
 static const char *dnsmasq_user(void)
 {
     return getpwnam("dnsmasq") ? "dnsmasq" : "nobody";
 }
 
+/* dnsmasq drops to USER before it reads the leases and names (again on
+ * every SIGHUP): every directory above them must let others through. */
+static int check_reachable(const char *dir, const char *user, struct qvm_error *err)
+{
+    char *p = xstrdup(dir);
+    int r = 0;
+    for (char *slash = p + strlen(p); r == 0 && slash > p; slash = strrchr(p, '/')) {
+        *slash = '\0';
+        struct stat st;
+        const char *d = p[0] ? p : "/";
+        if (stat(d, &st) == 0 && !(st.st_mode & S_IXOTH))
+            r = qvm_err(err, EACCES, "dnsmasq runs as user %s and cannot reach %s: directory %s "
+                        "is not searchable by others (chmod o+x %s)", user, dir, d, d);
+    }
+    free(p);
+    return r;
+}
+
 int qvm_net_dhcp_start(struct qvm_ctx *ctx, const struct qvm_network *n, struct qvm_error *err)
 {
+    int rc = check_reachable(n->dir, dnsmasq_user(), err);
+    if (rc < 0)
+        return rc;
     pid_t sup, dns;
     qvm_net_dhcp_pids(n, &sup, &dns);
     if (sup && dns)
