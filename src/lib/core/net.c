@@ -673,6 +673,36 @@ int qvm_net_check_spec(struct qvm_ctx *ctx, const struct qvm_vm_spec *s, struct 
     return 0;
 }
 
+/* NIC I of VM on qvm network N: up, leased. */
+static int prepare_nic(struct qvm_ctx *ctx, const struct qvm_vm *vm, size_t i,
+                       const struct qvm_network *n, struct qvm_error *err)
+{
+    char ip[16];
+    int r = qvm_net_up(ctx, n, err);
+    if (r == 0)
+        r = qvm_net_lease(ctx, n, vm->spec.name, qvm_vm_nic_mac_of(vm, i), ip, err);
+    if (r == 0)
+        qvm_say(ctx->ui, "NIC %zu on network '%s' (%s, %s)", i, n->name, ip,
+                qvm_vm_nic_mac_of(vm, i));
+    return r;
+}
+
+int qvm_net_prepare_vm(struct qvm_ctx *ctx, const struct qvm_vm *vm, struct qvm_error *err)
+{
+    int r = 0;
+    for (size_t i = 0; i < qvm_spec_nic_count(&vm->spec) && r == 0; i++) {
+        const struct qvm_net_spec *nic = i == 0 ? &vm->spec.net : &vm->spec.extra_nets[i - 1];
+        struct qvm_network n;
+        if (nic->type != QVM_NET_NETWORK || !qvm_net_exists(ctx, nic->source))
+            continue;           /* a libvirt network */
+        r = qvm_net_load(ctx, nic->source, &n, err);
+        if (r == 0)
+            r = prepare_nic(ctx, vm, i, &n, err);
+        qvm_net_release(&n);
+    }
+    return r;
+}
+
 int qvm_net_attach_vm(struct qvm_ctx *ctx, const struct qvm_vm *vm, int fds[], struct qvm_error *err)
 {
     const struct qvm_vm_spec *s = &vm->spec;
@@ -694,15 +724,9 @@ int qvm_net_attach_vm(struct qvm_ctx *ctx, const struct qvm_vm *vm, int fds[], s
         r = qvm_net_load(ctx, nic->source, &n, err);
         if (r < 0)
             break;
-        char ip[16];
-        r = qvm_net_up(ctx, &n, err);
-        if (r == 0)
-            r = qvm_net_lease(ctx, &n, s->name, qvm_vm_nic_mac_of(vm, i), ip, err);
+        r = prepare_nic(ctx, vm, i, &n, err);
         if (r == 0)
             r = qvm_net_tap_open(tap, n.bridge, &fds[i], err);
-        if (r == 0)
-            qvm_say(ctx->ui, "NIC %zu on network '%s' (%s, %s)", i, n.name, ip,
-                    qvm_vm_nic_mac_of(vm, i));
         qvm_net_release(&n);
     }
     if (r < 0) {

@@ -104,6 +104,10 @@ struct qvm_vm;
 int qvm_net_attach_vm(struct qvm_ctx *ctx, const struct qvm_vm *vm, int fds[], struct qvm_error *err);
 void qvm_net_close_fds(int fds[], size_t n);
 
+/* The same without taps (libvirt makes its own): each qvm network of VM's
+ * NICs brought up, and the VM's lease on it made. */
+int qvm_net_prepare_vm(struct qvm_ctx *ctx, const struct qvm_vm *vm, struct qvm_error *err);
+
 /* Checks that each NIC of type network names a qvm network (for qvm's
  * own QEMU, where there are no libvirt networks). */
 int qvm_net_check_spec(struct qvm_ctx *ctx, const struct qvm_vm_spec *s, struct qvm_error *err);

@@ -165,7 +165,8 @@ static int resolve_accel(struct qvm_ctx *ctx, const struct qvm_vm *vm, bool say,
     return r;
 }
 
-static struct qvm_domain_config domain_config(const struct qvm_vm *vm, const char *accel)
+static struct qvm_domain_config domain_config(struct qvm_ctx *ctx, const struct qvm_vm *vm,
+                                              const char *accel)
 {
     struct qvm_domain_config c = {
         .spec = &vm->spec, .uuid = vm->uuid, .accel = accel, .pool = vm->pool,
@@ -175,6 +176,10 @@ static struct qvm_domain_config domain_config(const struct qvm_vm *vm, const cha
         .seed_path = qvm_path_exists(vm->seed_path) ? vm->seed_path : NULL,
         .console_log = vm->console_log, .mac = vm->mac, .ssh_port = vm->ssh_port,
     };
+    /* A qvm network of that name wins over a libvirt network: the domain
+     * joins its bridge, where qvm's dnsmasq has the VM's lease. */
+    if (vm->spec.net.type == QVM_NET_NETWORK && qvm_net_exists(ctx, vm->spec.net.source))
+        snprintf(c.net_bridge, sizeof c.net_bridge, "qvm-%s", vm->spec.net.source);
     return c;
 }
 
@@ -196,7 +201,7 @@ void qvm_lv_plan(struct qvm_ctx *ctx, const struct qvm_vm *vm, bool start)
     const char *accel = "tcg";
     struct qvm_error e = { 0 };
     resolve_accel(ctx, vm, false, &accel, &e);
-    struct qvm_domain_config c = domain_config(vm, accel);
+    struct qvm_domain_config c = domain_config(ctx, vm, accel);
     if (streq(vm->spec.runtime, "virt-install")) {
         char **argv;
         if (qvm_virt_install_argv(&c, uri_of(vm), osinfo_for(ctx, vm, true), QVM_VI_DRY_RUN,
@@ -276,7 +281,7 @@ static int provision_virt_install(struct qvm_ctx *ctx, struct qvm_libvirt *lv, s
                                   const char *accel, struct qvm_journal *j, bool start,
                                   struct qvm_error *err)
 {
-    struct qvm_domain_config c = domain_config(vm, accel);
+    struct qvm_domain_config c = domain_config(ctx, vm, accel);
     const char *osinfo = osinfo_for(ctx, vm, true);
     qvm_say(ctx->ui, "Checking the options with virt-install --dry-run");
     int r = run_virt_install(ctx, &c, vm, osinfo, QVM_VI_DRY_RUN, NULL, err);
@@ -330,7 +335,7 @@ int qvm_lv_provision(struct qvm_ctx *ctx, struct qvm_vm *vm, struct qvm_journal 
         qvm_libvirt_close(lv);
         return r;
     }
-    struct qvm_domain_config c = domain_config(vm, accel);
+    struct qvm_domain_config c = domain_config(ctx, vm, accel);
     char *xml = NULL;
     r = qvm_domain_xml(&c, &xml, err);
     /* The bundle keeps the definition qvm made: the bundle is the truth. */
@@ -416,7 +421,7 @@ static int define_missing(struct qvm_ctx *ctx, struct qvm_libvirt *lv, struct qv
     const char *accel;
     char *xml = NULL;
     int r = resolve_accel(ctx, vm, true, &accel, err);
-    struct qvm_domain_config c = domain_config(vm, accel);
+    struct qvm_domain_config c = domain_config(ctx, vm, accel);
     if (r == 0)
         r = qvm_domain_xml(&c, &xml, err);
     if (r == 0 && j)
@@ -450,6 +455,8 @@ static int start_in(struct qvm_ctx *ctx, struct qvm_libvirt *lv, struct qvm_vm *
     if (r == -ENOENT && (r = define_missing(ctx, lv, vm, j, err)) < 0)
         return r;
     if (j && (r = qvm_journal_undo_libvirt_destroy(j, uri_of(vm), vm->uuid, err)) < 0)
+        return r;
+    if ((r = qvm_net_prepare_vm(ctx, vm, err)) < 0)    /* qvm networks up, leases */
         return r;
     qvm_say(ctx->ui, "Starting libvirt domain '%s'", vm->spec.name);
     r = qvm_libvirt_start(lv, vm->uuid, err);

@@ -16,6 +16,7 @@
 
 #include <yaml.h>
 
+#include "core/net.h"
 #include "core/monitor.h"
 #include "core/vm.h"
 #include "spec/spec.h"
@@ -304,9 +305,20 @@ int qvm_ssh_target(struct qvm_ctx *ctx, const char *name, const char *user, cons
     if (r < 0)
         return r;
     r = qvm_vm_running_pid(&vm, NULL, err);
-    if (r == 0 && vm.ssh_port <= 0)
-        r = qvm_err(err, ENOENT, "VM '%s' has no forwarded SSH port (its network is 'none' or "
-                    "its ssh-port 'none')", name);
+    /* Without a forwarded port: the address a qvm network leased to it. */
+    char host[16] = "127.0.0.1";
+    bool leased = false;
+    for (size_t i = 0; r == 0 && vm.ssh_port <= 0 && !leased && i < qvm_spec_nic_count(&vm.spec); i++) {
+        const struct qvm_net_spec *nic = qvm_spec_nic(&vm.spec, i);
+        struct qvm_network n;
+        if (nic->type == QVM_NET_NETWORK && qvm_net_load(ctx, nic->source, &n, NULL) == 0) {
+            leased = qvm_net_lease_of(&n, name, host);
+            qvm_net_release(&n);
+        }
+    }
+    if (r == 0 && vm.ssh_port <= 0 && !leased)
+        r = qvm_err(err, ENOENT, "VM '%s' has no forwarded SSH port and no address on a qvm "
+                    "network (its network is 'none' or a bridge, or its ssh-port 'none')", name);
     if (r < 0) {
         qvm_vm_release(&vm);
         return r;
@@ -354,7 +366,7 @@ int qvm_ssh_target(struct qvm_ctx *ctx, const char *name, const char *user, cons
                     "give one with --user", name, vm.image ? vm.image : "?");
     } else {
         ret->user = xstrdup(user ? user : pick->name);
-        ret->port = vm.ssh_port;
+        ret->port = vm.ssh_port > 0 ? vm.ssh_port : 22;
         ret->known_hosts = xasprintf("%s/known_hosts", vm.run_dir);
         if (key)
             ret->key = xstrdup(key->priv);
@@ -387,7 +399,7 @@ int qvm_ssh_target(struct qvm_ctx *ctx, const char *name, const char *user, cons
         free(kh);
         push(&argv, &n, "-o");
         push(&argv, &n, "StrictHostKeyChecking=accept-new");
-        push(&argv, &n, "127.0.0.1");
+        push(&argv, &n, host);
         for (size_t i = 0; extra && extra[i]; i++)
             push(&argv, &n, extra[i]);
         ret->argv = argv;

@@ -12,7 +12,7 @@ struct qvm_ssh_target {
     char *key;              /* private key file, or NULL: ssh's own defaults */
     int port;
     char *known_hosts;      /* in the VM's runtime directory */
-    char **argv;            /* ssh ... 127.0.0.1 EXTRA..., NULL-terminated */
+    char **argv;            /* ssh ... 127.0.0.1 (or the VM's qvm network address) EXTRA..., NULL-terminated */
     char *note;             /* why no key was picked, or NULL */
 };
 

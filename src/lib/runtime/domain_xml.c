@@ -270,12 +270,13 @@ static void interface(struct writer *w, const struct qvm_domain_config *cfg)
     const struct qvm_net_spec *n = &cfg->spec->net;
     if (n->type == QVM_NET_NONE || nic_on_commandline(cfg))
         return;
-    const char *type = n->type == QVM_NET_NETWORK ? "network"
+    bool qvm_net = n->type == QVM_NET_NETWORK && cfg->net_bridge[0];
+    const char *type = qvm_net ? "bridge" : n->type == QVM_NET_NETWORK ? "network"
                      : n->type == QVM_NET_BRIDGE ? "bridge" : "user";
     start(w, "interface");
     attr(w, "type", type);
     if (n->type == QVM_NET_NETWORK || n->type == QVM_NET_BRIDGE)
-        empty_el(w, "source", type, n->source, NULL);
+        empty_el(w, "source", type, qvm_net ? cfg->net_bridge : n->source, NULL);
     const char *mac = cfg->mac ? cfg->mac : n->mac;
     if (mac)
         empty_el(w, "mac", "address", mac, NULL);

@@ -33,6 +33,8 @@ struct qvm_domain_config {
     const char *console_log;      /* the serial console's log file */
     const char *mac;              /* resolved MAC for the NIC */
     int ssh_port;                 /* user network: host port forwarded to guest 22, 0 = none */
+    char net_bridge[16];          /* NIC on a qvm network: its bridge (an interface of type
+                                     bridge, not a libvirt network), else "" */
 };
 
 /* The domain XML into *ret (caller frees). -EINVAL if a value cannot be
