@@ -7,6 +7,8 @@
 #include <time.h>
 
 #include "cli.h"
+#include "core/net.h"
+#include "core/vm.h"
 #include "core/info.h"
 #include "core/monitor.h"
 #include "util/strbuf.h"
@@ -70,7 +72,36 @@ static const char *size_or(int64_t v, char *buf, size_t len)
     return buf;
 }
 
-static void print_human(const struct qvm_vm_info *in)
+/* Each NIC as info shows it, with its lease on a qvm network. */
+struct nic_view {
+    const char *type;          /* user, none, network, bridge */
+    const char *source;
+    const char *model;
+    const char *mac;
+    char ip[16];               /* "" when none */
+};
+
+static size_t nic_views(struct qvm_ctx *ctx, struct qvm_vm *vm, struct nic_view *v)
+{
+    size_t n = qvm_spec_nic_count(&vm->spec);
+    for (size_t i = 0; i < n; i++) {
+        const struct qvm_net_spec *nic = qvm_spec_nic(&vm->spec, i);
+        v[i] = (struct nic_view){
+            .type = nic->type == QVM_NET_NONE ? "none" : nic->type == QVM_NET_NETWORK ? "network"
+                  : nic->type == QVM_NET_BRIDGE ? "bridge" : "user",
+            .source = nic->source, .model = nic->model, .mac = qvm_vm_nic_mac_of(vm, i),
+        };
+        struct qvm_network net;
+        if (nic->type == QVM_NET_NETWORK && qvm_net_load(ctx, nic->source, &net, NULL) == 0) {
+            if (!qvm_net_lease_of(&net, vm->spec.name, v[i].ip))
+                v[i].ip[0] = '\0';
+            qvm_net_release(&net);
+        }
+    }
+    return n;
+}
+
+static void print_human(const struct qvm_vm_info *in, const struct nic_view *nics, size_t nnics)
 {
     const struct qvm_vm_status *st = &in->st;
     const struct qvm_vm *vm = &st->vm;
@@ -110,9 +141,19 @@ static void print_human(const struct qvm_vm_info *in)
             add(&l, "disk", "%s %s (%s, %s virtual, %s)", d->name, d->path, d->format,
                 size_or(d->virtual_size, a, sizeof a), alloc);
     }
-    add(&l, "network", "%s", vm->spec.net.type == QVM_NET_NONE ? "none" : "user");
-    if (vm->mac)
-        add(&l, "mac", "%s", vm->mac);
+    for (size_t i = 0; i < nnics; i++) {
+        const struct nic_view *v = &nics[i];
+        char what[96];
+        snprintf(what, sizeof what, "%s%s%s", v->type, v->source ? " " : "", v->source ? v->source : "");
+        if (v->ip[0])
+            add(&l, i ? "nic" : "network", "%s (%s, lease %s)", what, v->model ? v->model : "virtio", v->ip);
+        else if (i)
+            add(&l, "nic", "%s (%s)", what, v->model ? v->model : "virtio");
+        else
+            add(&l, "network", "%s", what);
+        if (v->mac && strcmp(v->type, "none") != 0)
+            add(&l, "mac", "%s", v->mac);
+    }
     for (size_t i = 0; i < in->nforwards; i++)
         add(&l, "forward", "%s %s:%d -> guest port %d%s", in->forwards[i].protocol,
             in->forwards[i].host_addr, in->forwards[i].host_port, in->forwards[i].guest_port,
@@ -143,7 +184,7 @@ static json_object *int_or_null(int64_t v, bool valid)
     return valid ? json_object_new_int64(v) : NULL;
 }
 
-static json_object *to_json(const struct qvm_vm_info *in)
+static json_object *to_json(const struct qvm_vm_info *in, const struct nic_view *nics, size_t nnics)
 {
     const struct qvm_vm_status *st = &in->st;
     const struct qvm_vm *vm = &st->vm;
@@ -174,8 +215,9 @@ static json_object *to_json(const struct qvm_vm_info *in)
     }
     json_object_object_add(o, "disks", disks);
     json_object *net = json_object_new_object();
-    json_object_object_add(net, "type", json_object_new_string(
-                                            vm->spec.net.type == QVM_NET_NONE ? "none" : "user"));
+    json_object_object_add(net, "type", json_object_new_string(nics[0].type));
+    json_object_object_add(net, "source", nics[0].source ? json_object_new_string(nics[0].source) : NULL);
+    json_object_object_add(net, "lease", nics[0].ip[0] ? json_object_new_string(nics[0].ip) : NULL);
     json_object_object_add(net, "model", vm->spec.net.model ?
                                              json_object_new_string(vm->spec.net.model) : NULL);
     json_object_object_add(net, "mac", vm->mac ? json_object_new_string(vm->mac) : NULL);
@@ -207,6 +249,17 @@ static json_object *to_json(const struct qvm_vm_info *in)
     json_object_object_add(net, "guest_agent_note", in->agent_note ?
                                                         json_object_new_string(in->agent_note) : NULL);
     json_object_object_add(o, "network", net);
+    json_object *arr = json_object_new_array();
+    for (size_t i = 0; i < nnics; i++) {
+        json_object *j = json_object_new_object();
+        json_object_object_add(j, "type", json_object_new_string(nics[i].type));
+        json_object_object_add(j, "source", nics[i].source ? json_object_new_string(nics[i].source) : NULL);
+        json_object_object_add(j, "model", nics[i].model ? json_object_new_string(nics[i].model) : NULL);
+        json_object_object_add(j, "mac", nics[i].mac ? json_object_new_string(nics[i].mac) : NULL);
+        json_object_object_add(j, "lease", nics[i].ip[0] ? json_object_new_string(nics[i].ip) : NULL);
+        json_object_array_add(arr, j);
+    }
+    json_object_object_add(o, "nics", arr);
     json_object_object_add(o, "pool", json_object_new_string(vm->pool));
     json_object_object_add(o, "image", vm->image ? json_object_new_string(vm->image) : NULL);
     json_object_object_add(o, "version", vm->version ? json_object_new_string(vm->version) : NULL);
@@ -237,13 +290,15 @@ static int run_info(struct cli *cli, int argc, char **argv)
     struct qvm_error err = { 0 };
     struct qvm_vm_info info;
     int r = qvm_vm_info(&cli->ctx, argv[optind], &info, &err);
+    struct nic_view nics[QVM_SPEC_MAX_NICS];
+    size_t nnics = r == 0 ? nic_views(&cli->ctx, &info.st.vm, nics) : 0;
     cli_close(cli);
     if (r < 0)
         return cli_fail("showing virtual machine", &err);
     if (cli->json)
-        cli_print_json(to_json(&info));
+        cli_print_json(to_json(&info, nics, nnics));
     else
-        print_human(&info);
+        print_human(&info, nics, nnics);
     qvm_vm_info_release(&info);
     return 0;
 }
@@ -264,8 +319,10 @@ const struct cli_command cmd_info = {
         "  vcpus        value in brackets when an edit applies from the next start\n"
         "  disk, seed   each disk: path, format, virtual size, bytes allocated on\n"
         "               the host (for an overlay, its own blocks only)\n"
-        "  network,     user or none, the MAC address, the ports forwarded from the\n"
-        "  mac, forward host (SSH: 127.0.0.1:PORT -> 22)\n"
+        "  network,     the first NIC: user, none, network NAME or bridge NAME, its\n"
+        "  mac, forward lease on a qvm network, the MAC address, the ports forwarded\n"
+        "               from the host (SSH: 127.0.0.1:PORT -> 22)\n"
+        "  nic          each further NIC, as network\n"
         "  address      the guest's addresses, from its guest agent if it answers\n"
         "               within " XSTR(QVM_INFO_AGENT_TIMEOUT_MS) " ms (loopback left out)\n"
         "  image, pool, the image version its disk was cloned from, where it lives,\n"
@@ -279,7 +336,8 @@ const struct cli_command cmd_info = {
         "  --json   one object: name, state, exited, pid, uptime, accelerator,\n"
         "           memory_mib, vcpus, running_memory_mib, running_vcpus, disks[]\n"
         "           (name, path, format, read_only, block_device, virtual_size,\n"
-        "           allocated), network (type, model, mac, forwards[], guest_addresses[]\n"
-        "           or null when the agent did not answer, guest_agent_note), pool,\n"
-        "           image, version, uuid, created (ISO 8601, UTC)\n",
+        "           allocated), network (the first NIC: type, source, lease, model, mac,\n"
+        "           forwards[], guest_addresses[] or null when the agent did not\n"
+        "           answer, guest_agent_note), nics[] (type, source, model, mac,\n"
+        "           lease), pool, image, version, uuid, created (ISO 8601, UTC)\n",
 };

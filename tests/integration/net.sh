@@ -162,8 +162,15 @@ grep -q "tap,id=net0,fd=3" <<<"$cmd" && grep -q "tap,id=net1,fd=4" <<<"$cmd" && 
 grep -q "^two " "$QVM_ROOT/var/lib/qvm/networks/lan/leases" && grep -q "^two " "$QVM_ROOT/var/lib/qvm/networks/auto/leases" &&
     ok "a lease on each qvm network" || not_ok "two leases"
 run_qvm info --json two
-python3 - "$T/out" <<'PY' && ok "vm.json keeps every NIC" || { not_ok "info"; diag <"$T/out"; }
+python3 - "$T/out" <<'PY' && ok "info --json: every NIC with its type, source, model, MAC and lease" || { not_ok "info"; diag <"$T/out"; }
 import json, sys
+v = json.load(open(sys.argv[1]))
+n = v["nics"]
+assert [x["type"] for x in n] == ["network", "network", "bridge"], n
+assert [x["source"] for x in n] == ["lan", "auto", "br-ext"], n
+assert n[1]["model"] == "e1000" and len({x["mac"] for x in n}) == 3, n
+assert n[0]["lease"].startswith("10.77.0.") and n[1]["lease"].startswith("10.200.0.") and n[2]["lease"] is None, n
+assert v["network"]["type"] == "network" and v["network"]["lease"] == n[0]["lease"]
 PY
 grep -q '"extra_networks"' "$QVM_ROOT/var/lib/qvm/pools/default/vms/two/vm.json" && ok "vm.json lists the extra NICs" || not_ok "extra_networks"
 
