@@ -19,6 +19,7 @@
 #define QVM_SPEC_MAX_FILE (1u << 20)   /* a qvm file larger than 1 MiB is refused */
 #define QVM_SPEC_MAX_DEPTH 64          /* YAML nesting limit */
 #define QVM_SPEC_MAX_PROPS 32          /* disk.zvol properties */
+#define QVM_SPEC_MAX_DISKS 16          /* entries of a disk list */
 
 /* NETWORK (a libvirt network by name) and BRIDGE (a host bridge) are the
  * libvirt runtime's: virt-install's --network network=NAME / bridge=NAME. */
@@ -30,15 +31,20 @@ struct qvm_prop {
     char *value;
 };
 
+/* The image disk (base set), or a data disk of a disk list (base NULL: an
+ * empty disk of size_bytes, named target_name). */
 struct qvm_disk_spec {
     char *base;             /* disk.zvol.base: "IMAGE", "IMAGE@vN" or "IMAGE@base" (required) */
-    char *target_name;      /* disk.zvol.name, or NULL (default: disk0) */
+    char *target_name;      /* disk.zvol.name or a list entry's name; the image disk's may be
+                               NULL (default: disk0), a data disk's is set (default: diskN) */
     struct qvm_prop props[QVM_SPEC_MAX_PROPS];   /* other disk.zvol keys, for the clone */
     size_t nprops;
     uint64_t size_bytes;    /* disk.size (GiB, as virt-install), 0 = the image's size */
     char *bus;              /* virtio (default), scsi, sata, ide */
     char *cache;            /* none, writeback (default), writethrough, directsync, unsafe */
-    char *pool;             /* disk.pool or NULL for the default pool */
+    char *pool;             /* disk.pool or NULL for the default pool (a data disk: the VM's) */
+    bool boot;              /* a data disk: it boots the VM (boot: true, or first in the list);
+                               the image disk boots when no data disk does */
 };
 
 struct qvm_net_spec {
@@ -61,7 +67,12 @@ struct qvm_vm_spec {
     bool noautoconsole;     /* accepted (qvm never attaches a console on up) */
     char *boot;             /* boot: hd (default), cdrom, network, comma-separated order */
     enum qvm_graphics graphics;
-    struct qvm_disk_spec disk;
+    struct qvm_disk_spec disk;      /* the image disk */
+    /* disk as a list: the data disks in list order, without the image disk,
+     * which is entry image_disk_pos of the list. None for a single mapping. */
+    struct qvm_disk_spec *data_disks;
+    size_t ndata_disks;
+    size_t image_disk_pos;
     struct qvm_net_spec net;
     bool autostart;         /* autostart: start the VM at host boot (qvm autostart --boot) */
     char *runtime;          /* runtime: qemu | libvirt | virt-install, NULL = the pool's (or qemu) */
@@ -90,6 +101,12 @@ int qvm_spec_parse(const char *filename, const char *data, size_t len,
 int qvm_spec_load(const char *filename, struct qvm_vm_spec *ret, struct qvm_error *err);
 
 void qvm_spec_release(struct qvm_vm_spec *spec);
+
+/* Frees what disk D owns (strings, properties) and zeroes it. */
+void qvm_disk_spec_release(struct qvm_disk_spec *d);
+
+/* Whether the image disk boots (no data disk has boot set). */
+bool qvm_spec_image_disk_boots(const struct qvm_vm_spec *spec);
 
 /* ---- rewriting a qvm file (qvm edit --set, resize, autostart) ---------------- */
 
