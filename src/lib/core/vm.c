@@ -51,6 +51,10 @@ static int derive_data_disks(struct qvm_ctx *ctx, const struct qvm_pool *pool, s
             qvm_disk_info_release(&vm->data_disk_info[i]);
     free(vm->data_disk_info);
     vm->data_disk_info = info;
+    free(vm->qemu_disks);
+    vm->qemu_disks = xcalloc(s->ndata_disks, sizeof *vm->qemu_disks);
+    for (size_t i = 0; i < s->ndata_disks; i++)
+        vm->qemu_disks[i] = (struct qvm_qemu_disk){ info[i].path, info[i].format, info[i].is_block };
     return r;
 }
 
@@ -371,6 +375,8 @@ void qvm_vm_release(struct qvm_vm *vm)
             qvm_disk_info_release(&vm->data_disk_info[i]);
     free(vm->data_disk_info);
     vm->data_disk_info = NULL;
+    free(vm->qemu_disks);
+    vm->qemu_disks = NULL;
     qvm_spec_release(&vm->spec);
     char **strs[] = { &vm->uuid, &vm->pool, &vm->image, &vm->version, &vm->disk_name,
                       &vm->disk_format, &vm->mac, &vm->bundle_dir, &vm->disk_path,

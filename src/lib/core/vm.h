@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "core/context.h"
+#include "runtime/qemu.h"
 #include "spec/spec.h"
 #include "storage/storage.h"
 
@@ -34,6 +35,7 @@ struct qvm_vm {
 
     /* Derived, not stored, except each data disk's format. */
     struct qvm_disk_info *data_disk_info;   /* spec.ndata_disks: path, format, is_block */
+    struct qvm_qemu_disk *qemu_disks;       /* the same for the runtime (borrowed strings) */
     char *bundle_dir;
     char *disk_path;
     char *seed_path;
