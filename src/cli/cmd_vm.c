@@ -67,6 +67,20 @@ static int run_ls(struct cli *cli, int argc, char **argv)
             json_object_object_add(o, "memory_mib", json_object_new_int64((int64_t)vm->spec.memory_mib));
             json_object_object_add(o, "vcpus", json_object_new_int((int)vm->spec.vcpus));
             json_object_object_add(o, "disk_size", json_object_new_int64((int64_t)vm->disk_size));
+            json_object *disks = json_object_new_array();
+            for (size_t pos = 0, k = 0; pos <= vm->spec.ndata_disks; pos++) {
+                bool image = pos == vm->spec.image_disk_pos;
+                const struct qvm_disk_spec *d = image ? NULL : &vm->spec.data_disks[k++];
+                json_object *dj = json_object_new_object();
+                json_object_object_add(dj, "name", json_object_new_string(
+                                           image ? vm->disk_name : d->target_name));
+                json_object_object_add(dj, "pool", json_object_new_string(
+                                           image ? vm->pool : d->pool));
+                json_object_object_add(dj, "size", json_object_new_int64(
+                                           (int64_t)(image ? vm->disk_size : d->size_bytes)));
+                json_object_array_add(disks, dj);
+            }
+            json_object_object_add(o, "disks", disks);
             json_object_object_add(o, "mac", json_object_new_string(vm->mac));
             json_object_object_add(o, "ssh_port", vm->ssh_port ? json_object_new_int(vm->ssh_port) : NULL);
             json_object_array_add(arr, o);
@@ -82,6 +96,10 @@ static int run_ls(struct cli *cli, int argc, char **argv)
                 snprintf(pid, sizeof pid, "%d", (int)st[i].pid);
             cli_human_size(vm->spec.memory_mib << 20, mem, sizeof mem);
             cli_human_size(vm->disk_size, disk, sizeof disk);
+            if (vm->spec.ndata_disks) {   /* the image disk, and how many more */
+                size_t l = strlen(disk);
+                snprintf(disk + l, sizeof disk - l, "+%zu", vm->spec.ndata_disks);
+            }
             if (vm->ssh_port)
                 snprintf(ssh, sizeof ssh, "127.0.0.1:%d", vm->ssh_port);
             if (vm->image)   /* none: a disk adopted with up --reuse */
@@ -317,7 +335,8 @@ const struct cli_command cmd_ls = {
         "Usage: qvm ls [--json]\n"
         "\n"
         "Lists every VM in every pool: name, state, QEMU pid, memory, vCPUs, disk\n"
-        "size, the image version its disk was cloned from, and the host address\n"
+        "size (the image disk's; '+2': two data disks more), the image version its\n"
+        "disk was cloned from, and the host address\n"
         "forwarded to the guest's SSH port (network 'user'). The state is 'stopped'\n"
         "or, for a running QEMU, what its monitor reports (query-status): 'running',\n"
         "'paused', 'guest-panicked', ... A VM another qvm command is working on is\n"
@@ -326,7 +345,8 @@ const struct cli_command cmd_ls = {
         "\n"
         "Options:\n"
         "  --json   an array of objects with name, state, busy, pid, uptime, pool,\n"
-        "           image, version, memory_mib, vcpus, disk_size, mac and ssh_port\n",
+        "           image, version, memory_mib, vcpus, disk_size, disks (name, pool,\n"
+        "           size of each), mac and ssh_port\n",
 };
 
 const struct cli_command cmd_start = {
@@ -431,7 +451,8 @@ const struct cli_command cmd_rm = {
         "Usage: qvm rm NAME...\n"
         "\n"
         "Stops each VM if it runs (at once, without waiting for the guest), then\n"
-        "removes it: its definition, seed, console log and disks. The removal is\n"
+        "removes it: its definition, seed, console log and disks, data disks in\n"
+        "other pools included. The removal is\n"
         "atomic: the VM's bundle is first detached in one rename, so an interrupted\n"
         "rm leaves either the whole VM or none of it (and 'qvm doctor --repair' frees\n"
         "the space of a detached bundle).\n"

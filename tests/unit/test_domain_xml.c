@@ -74,8 +74,8 @@ static void golden(const char *name, const struct qvm_domain_config *c)
     struct qvm_domain_info info;
     r = qvm_domain_xml_parse(xml, &info, &e);
     CHECK(r == 0 && strcmp(info.name, c->spec->name) == 0 && strcmp(info.uuid, c->uuid) == 0 &&
-              info.ndisks == (c->seed_path ? 2u : 1u) &&
-              strcmp(info.disks[0].path, c->disk_path) == 0 &&
+              info.ndisks == (c->seed_path ? 2u : 1u) + (c->data_disks ? c->spec->ndata_disks : 0) &&
+              strcmp(info.disks[c->data_disks ? c->spec->image_disk_pos : 0].path, c->disk_path) == 0 &&
               info.memory_kib == c->spec->memory_mib * 1024 && info.vcpus == c->spec->vcpus &&
               info.qvm_uuid && strcmp(info.qvm_uuid, c->uuid) == 0,
           "%s: parses back to the same name, UUID, disks, memory, vCPUs and metadata", name);
@@ -139,6 +139,19 @@ static void test_goldens(void)
         c.image = NULL;           /* a reused disk: no image in the metadata */
         c.version = NULL;
         golden("domain-network", &c);
+        qvm_spec_release(&s);
+    }
+    /* A disk list: a scsi data disk first, the image disk booting second, a
+     * data disk on another pool; the seed after them all. */
+    if (parse("name: data1\ndisk:\n  - {name: scratch, size: 1, bus: scsi}\n"
+              "  - {boot: true, zvol: {base: debian12}}\n  - {size: 2, pool: fast}\n", &s) == 0) {
+        struct qvm_domain_config c = cfg_for(&s, b);
+        const struct qvm_qemu_disk data[] = {
+            { "/var/lib/qvm/pools/default/vms/data1/scratch.raw", "raw", false },
+            { "/srv/fast/vms/data1/disk2/disk.raw", "raw", false },
+        };
+        c.data_disks = data;
+        golden("domain-disks", &c);
         qvm_spec_release(&s);
     }
 }

@@ -324,8 +324,83 @@ static void test_escaping_and_optional(void)
     CHECK(1, "qvm_argv_free(NULL) is a no-op");
 }
 
+/* A disk list: every disk in list order, one controller per kind, the next
+ * free port for each, hd's bootindex on the boot disk only. */
+static void test_data_disks(void)
+{
+    struct qvm_vm_spec s = base_spec();
+    struct qvm_disk_spec data[4] = {
+        { .target_name = "scratch", .bus = "scsi", .cache = "none" },
+        { .target_name = "logs", .bus = "scsi", .cache = "writeback" },
+        { .target_name = "disk3", .bus = "sata", .cache = "writeback", .boot = true },
+        { .target_name = "disk4", .bus = "virtio", .cache = "unsafe" },
+    };
+    s.disk.bus = "sata";
+    s.data_disks = data;
+    s.ndata_disks = 4;
+    s.image_disk_pos = 1;
+    s.boot = "network,hd";
+    const struct qvm_qemu_disk host[4] = {
+        { "/p/vms/web1/scratch.raw", "raw", false },
+        { "/q/vms/web1/logs/disk.raw", "raw", false },
+        { "/p/vms/web1/disk3.raw", "raw", false },
+        { "/dev/zvol/t/vms/web1/disk4", "raw", true },
+    };
+    struct qvm_qemu_config c = base_cfg(&s);
+    c.data_disks = host;
+    c.seed_path = NULL;
+    c.console_socket = c.qmp_socket = c.qga_socket = c.pid_file = NULL;
+    char *line = argv_line(&c);
+    CHECK_STR(line,
+              "qemu-system-x86_64 -name guest=web1,process=qvm-web1 -machine q35,accel=tcg "
+              "-cpu max -smp 2 -m 2048M -nodefaults -no-user-config -display none -vga none "
+              "-drive file=/p/vms/web1/scratch.raw,if=none,id=disk-scratch,format=raw,cache=none,discard=unmap "
+              "-device virtio-scsi-pci,id=scsi0 -device scsi-hd,bus=scsi0.0,drive=disk-scratch "
+              "-drive file=/var/lib/qvm/pools/default/web1/disk0.qcow2,if=none,id=disk0,format=qcow2,"
+              "cache=writeback,discard=unmap -device ide-hd,bus=ide.0,drive=disk0 "
+              "-drive file=/q/vms/web1/logs/disk.raw,if=none,id=disk-logs,format=raw,cache=writeback,discard=unmap "
+              "-device scsi-hd,bus=scsi0.0,drive=disk-logs "
+              "-drive file=/p/vms/web1/disk3.raw,if=none,id=disk-disk3,format=raw,cache=writeback,discard=unmap "
+              "-device ide-hd,bus=ide.1,drive=disk-disk3,bootindex=2 "
+              "-drive file=/dev/zvol/t/vms/web1/disk4,if=none,id=disk-disk4,format=raw,cache=unsafe,discard=unmap "
+              "-device virtio-blk-pci,drive=disk-disk4 "
+              "-netdev user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22 "
+              "-device virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56,bootindex=1 "
+              "-device virtio-rng-pci -boot order=nc",
+              "four data disks around a sata image disk on q35");
+    free(line);
+
+    /* pc: its own AHCI for sata (made once), PIIX's two channels for ide. */
+    s.machine = "pc";
+    s.boot = "hd";
+    s.disk.bus = "ide";
+    data[0].bus = "ide";
+    data[1].bus = "sata";
+    data[2].bus = "ide";
+    data[3].bus = "sata";
+    data[2].boot = false;
+    s.image_disk_pos = 0;
+    char *d0 = arg_after(&c, "-device", "ide-hd,bus=ide.0,drive=disk0");
+    char *d1 = arg_after(&c, "-device", "ide-hd,bus=ide.0,drive=disk-scratch");
+    char *d2 = arg_after(&c, "-device", "ide-hd,bus=sata0.0,drive=disk-logs");
+    char *d3 = arg_after(&c, "-device", "ide-hd,bus=ide.1,drive=disk-disk3");
+    char *d4 = arg_after(&c, "-device", "ide-hd,bus=sata0.1,drive=disk-disk4");
+    CHECK_STR(d0, "ide-hd,bus=ide.0,drive=disk0,bootindex=1", "pc: the image disk boots, ide.0 master");
+    CHECK(d1 && d2 && d3 && d4, "pc: ide.0 slave, sata0.0, ide.1, sata0.1");
+    line = argv_line(&c);
+    const char *ahci = line ? strstr(line, "ahci,id=sata0") : NULL;
+    CHECK(ahci && !strstr(ahci + 1, "ahci,id=sata0"), "pc: one AHCI controller");
+    free(line);
+    free(d0);
+    free(d1);
+    free(d2);
+    free(d3);
+    free(d4);
+}
+
 int main(void)
 {
+    test_data_disks();
     test_main_case();
     test_none_vnc_kvm_block();
     test_cpu_mapping();

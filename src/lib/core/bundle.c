@@ -147,6 +147,8 @@ int qvm_vm_export(struct qvm_ctx *ctx, const char *name, const struct qvm_export
     if (lock < 0)
         return lock;
     r = qvm_vm_load(ctx, name, &vm, err);
+    if (r == 0)
+        r = qvm_vm_single_disk(&vm, "exports", err);
     /* A snapshot never changes: it may be exported while the VM runs. */
     if (r == 0 && !opts->snapshot && qvm_vm_pid(&vm) > 0)
         r = qvm_err(err, EBUSY, "VM '%s' is running: its disk changes under the export; stop "

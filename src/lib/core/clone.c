@@ -464,6 +464,8 @@ int qvm_clone(struct qvm_ctx *ctx, const char *src, const char *dst,
         qvm_vm_release(&other);
     }
     if (r == 0)
+        r = qvm_vm_single_disk(&svm, "clones", err);
+    if (r == 0)
         r = qvm_snapshot_prepare_vm(ctx, &svm, true, &pool, err);
     opened = r == 0;
     uint64_t size = svm.disk_size;

@@ -225,6 +225,27 @@ static bool props_same(const struct qvm_disk_spec *a, const struct qvm_disk_spec
     return true;
 }
 
+/* A disk list stays as it was made (issue 5 leaves adding, removing and
+ * changing data disks for later): the same data disks, in the same places,
+ * with the same settings. The image disk's own keys are checked as ever. */
+static int check_data_disks(const struct qvm_vm *vm, const struct qvm_vm_spec *ns,
+                            struct qvm_error *err)
+{
+    const struct qvm_vm_spec *s = &vm->spec;
+    bool same = ns->ndata_disks == s->ndata_disks && ns->image_disk_pos == s->image_disk_pos;
+    for (size_t i = 0; same && i < ns->ndata_disks; i++) {
+        const struct qvm_disk_spec *a = &s->data_disks[i], *b = &ns->data_disks[i];
+        same = str_eq(a->target_name, b->target_name) && a->size_bytes == b->size_bytes &&
+               str_eq(a->pool, b->pool ? b->pool : vm->pool) && str_eq(a->bus, b->bus) &&
+               str_eq(a->cache, b->cache) && a->boot == b->boot;
+    }
+    if (same)
+        return 0;
+    return qvm_err(err, ENOTSUP, "VM '%s' has %zu disk%s: changing the disk list (data disks "
+                   "added, removed, resized, moved or changed) is not supported yet",
+                   s->name, s->ndata_disks + 1, s->ndata_disks ? "s" : "");
+}
+
 /* What cannot change on an existing VM, in the order a reader checks. */
 static int check_fixed(const struct edit_vm *e, const struct qvm_vm_spec *ns,
                        const struct qvm_vm_spec *os, const char *text, size_t len,
@@ -253,13 +274,16 @@ static int check_fixed(const struct edit_vm *e, const struct qvm_vm_spec *ns,
     if (strcmp(disk, vm->disk_name) != 0)
         return qvm_err(err, EINVAL, "disk.zvol.name cannot change ('%s' to '%s'): the disk "
                        "keeps its name", vm->disk_name, disk);
+    int r = check_data_disks(vm, ns, err);
+    if (r < 0)
+        return r;
     if (os && !props_same(&os->disk, &ns->disk))
         return qvm_err(err, EINVAL, "disk.zvol properties cannot change: they are set when "
                        "the disk is cloned (change them on the dataset with zfs set)");
     if (os) {
         bool same;
         const char *kind = NULL;
-        int r = qvm_spec_same_cloud_init(e->old, e->old_len, text, len, &same, &kind, err);
+        r = qvm_spec_same_cloud_init(e->old, e->old_len, text, len, &same, &kind, err);
         if (r < 0)
             return r;
         if (!same)
@@ -640,7 +664,12 @@ int qvm_resize(struct qvm_ctx *ctx, const char *name, const char *disk, const ch
     if (r < 0)
         return r;
     uint64_t now = 0;
-    if (strcmp(disk, e.vm.disk_name) != 0)
+    /* disk.size of a list entry is not a dotted key qvm_spec_set_key writes. */
+    if (e.vm.spec.ndata_disks)
+        r = qvm_err(err, ENOTSUP, "VM '%s' has %zu disks: resizes of several disks are not "
+                    "supported yet (grow the image disk %s with qvm edit: its size in the list)",
+                    name, e.vm.spec.ndata_disks + 1, e.vm.disk_name);
+    else if (strcmp(disk, e.vm.disk_name) != 0)
         r = qvm_err(err, ENOENT, "VM '%s' has no disk '%s' (its disk is %s)", name, disk,
                     e.vm.disk_name);
     if (r == 0)

@@ -284,6 +284,8 @@ int qvm_image_commit(struct qvm_ctx *ctx, const char *image, const char *vm_name
     r = hold_image(ctx, vm.pool, image, &h, err);
     if (r < 0)
         goto out;
+    if ((r = qvm_vm_single_disk(&vm, "image commits", err)) < 0)
+        goto out;
     if (qvm_vm_pid(&vm) > 0) {
         r = qvm_err(err, EBUSY, "VM '%s' is running; stop it first (qvm stop %s) so its disk "
                     "is consistent", vm_name, vm_name);

@@ -225,7 +225,16 @@ int qvm_vm_info(struct qvm_ctx *ctx, const char *name, struct qvm_vm_info *ret,
     const struct qvm_vm *vm = &st->vm;
     if (!ret->accel)
         ret->accel = xstrdup(vm->spec.accel ? vm->spec.accel : "auto");
-    add_disk(ret, vm->disk_name, vm->disk_path, vm->disk_format, false, vm->disk_is_block);
+    /* In the order of the qvm file's disk list. */
+    for (size_t pos = 0, k = 0; pos <= vm->spec.ndata_disks; pos++) {
+        if (pos == vm->spec.image_disk_pos) {
+            add_disk(ret, vm->disk_name, vm->disk_path, vm->disk_format, false, vm->disk_is_block);
+            continue;
+        }
+        const struct qvm_disk_info *di = &vm->data_disk_info[k];
+        add_disk(ret, vm->spec.data_disks[k++].target_name, di->path, di->format, false,
+                 di->is_block);
+    }
     add_disk(ret, "seed", vm->seed_path, "raw", true, false);
     if (vm->ssh_port > 0)
         ret->forwards[ret->nforwards++] = (struct qvm_info_forward){

@@ -69,6 +69,7 @@ int qvm_vm_start_qemu(struct qvm_ctx *ctx, struct qvm_vm *vm, struct qvm_journal
         .disk_path = vm->disk_path,
         .disk_format = vm->disk_format,
         .disk_is_block = vm->disk_is_block,
+        .data_disks = vm->qemu_disks,
         .seed_path = vm->seed_path,
         .qmp_socket = vm->qmp_socket,
         .console_socket = vm->console_socket,
@@ -340,6 +341,25 @@ int qvm_resume(struct qvm_ctx *ctx, const char *name, struct qvm_error *err)
     return pause_resume(ctx, name, false, err);
 }
 
+/* The bundles of a removed VM in the other pools that held its data disks.
+ * Once the definition is detached they are orphans: what a crash leaves
+ * here doctor --repair frees like any orphan bundle. */
+static void free_other_pools(struct qvm_ctx *ctx, const struct qvm_vm *vm)
+{
+    const char **others;
+    size_t n = qvm_vm_other_pools(vm, &others);
+    for (size_t i = 0; i < n; i++) {
+        struct qvm_pool pool = { 0 };
+        struct qvm_error e = { 0 };
+        if (qvm_pool_get(ctx, others[i], &pool, &e) < 0 ||
+            pool.driver->vm_destroy(&pool, vm->spec.name, &e) < 0)
+            qvm_warn(ctx->ui, "VM '%s' is removed but its data disks in pool '%s' are left (%s); "
+                     "qvm doctor --repair frees them", vm->spec.name, others[i], e.msg);
+        qvm_pool_release(&pool);
+    }
+    free(others);
+}
+
 int qvm_rm(struct qvm_ctx *ctx, const char *name, struct qvm_error *err)
 {
     struct qvm_vm vm;
@@ -391,6 +411,7 @@ int qvm_rm(struct qvm_ctx *ctx, const char *name, struct qvm_error *err)
         } else {
             qvm_warn(ctx->ui, "VM '%s' is removed but its storage is left (%s)", name, e.msg);
         }
+        free_other_pools(ctx, &vm);
         qvm_rm_rf(vm.run_dir, NULL);
         if (qvm_net_forget_vm(ctx, name, &e) < 0)     /* its static leases and names */
             qvm_warn(ctx->ui, "VM '%s' is removed but its leases are left (%s)", name, e.msg);

@@ -26,6 +26,7 @@
 #include "runtime/accel.h"
 #include "runtime/qemu.h"
 #include "seed/seed.h"
+#include "storage/disk_create.h"
 #include "util/fsutil.h"
 #include "util/lock.h"
 #include "util/names.h"
@@ -154,6 +155,38 @@ static int resolve_reuse(struct qvm_ctx *ctx, const struct qvm_vm_spec *spec,
     return 0;
 }
 
+/* The data disks of a disk list: each on its pool (default: the VM's),
+ * which must take empty disks; a pool other than the VM's must not hold a
+ * bundle of that name already (left by hand, or a removal doctor has not
+ * finished). */
+static int validate_data_disks(struct qvm_ctx *ctx, struct qvm_vm_spec *spec, const char *vm_pool,
+                               struct qvm_error *err)
+{
+    if (spec->ndata_disks && spec->runtime && strcmp(spec->runtime, "virt-install") == 0)
+        return qvm_err(err, ENOTSUP, "runtime virt-install takes one disk; VM '%s' has %zu: "
+                       "use runtime qemu or libvirt", spec->name, spec->ndata_disks + 1);
+    int r = 0;
+    for (size_t i = 0; i < spec->ndata_disks && r == 0; i++) {
+        struct qvm_disk_spec *d = &spec->data_disks[i];
+        if (!d->pool)
+            d->pool = xstrdup(vm_pool);
+        struct qvm_pool pool;
+        r = qvm_pool_get(ctx, d->pool, &pool, err);
+        if (r < 0)
+            return qvm_err_wrap(err, "data disk %s", d->target_name);
+        if (pool.mode && strcmp(pool.mode, "zvol") == 0)
+            r = qvm_err(err, ENOTSUP, "data disk %s: pool '%s' keeps disks as zvols; data disks "
+                        "on zvol-mode pools are not supported yet", d->target_name, pool.name);
+        char *dir = pool.driver->vm_dir(&pool, spec->name);
+        if (r == 0 && strcmp(pool.name, vm_pool) != 0 && qvm_path_exists(dir))
+            r = qvm_err(err, EEXIST, "data disk %s: pool '%s' already holds %s (a removed VM's "
+                        "storage? qvm doctor --repair frees it)", d->target_name, pool.name, dir);
+        free(dir);
+        qvm_pool_release(&pool);
+    }
+    return r;
+}
+
 /* Every check that needs no change to the host. Fills VM (taking SPEC). */
 static int validate(struct qvm_ctx *ctx, struct qvm_vm_spec *spec, const struct qvm_up_opts *opts,
                     struct qvm_vm *vm, struct qvm_pool *pool, struct qvm_disk_info *base,
@@ -168,6 +201,8 @@ static int validate(struct qvm_ctx *ctx, struct qvm_vm_spec *spec, const struct 
                        spec->disk.props[0].key, pool->name, pool->driver->name);
     vm->pool = xstrdup(pool->name);
     r = qvm_runtime_choose(ctx, pool->name, opts->runtime, spec, err);
+    if (r == 0)
+        r = validate_data_disks(ctx, spec, pool->name, err);
     if (r < 0)
         return r;
 
@@ -245,6 +280,12 @@ static void print_plan(struct qvm_ctx *ctx, const struct qvm_vm *vm, const struc
                 vm->image, vm->version, gib(base->virtual_size), pool_driver, vm->pool,
                 vm->disk_path, vm->disk_format, vm->disk_is_block ? " block device" : "",
                 gib(vm->disk_size));
+    for (size_t i = 0; i < vm->spec.ndata_disks; i++) {
+        const struct qvm_disk_spec *d = &vm->spec.data_disks[i];
+        qvm_say(ctx->ui, "  create data disk %s in pool '%s' as %s (%s, %.2f GiB, empty)%s",
+                d->target_name, d->pool, vm->data_disk_info[i].path,
+                vm->data_disk_info[i].format, gib(d->size_bytes), d->boot ? ", boots" : "");
+    }
     qvm_say(ctx->ui, "  write the NoCloud seed %s (instance-id %s, hostname %s%s)", vm->seed_path,
             vm->spec.instance_id, vm->spec.hostname,
             vm->spec.network_config ? ", with network-config" : "");
@@ -259,7 +300,8 @@ static void print_plan(struct qvm_ctx *ctx, const struct qvm_vm *vm, const struc
     struct qvm_qemu_config cfg = {
         .spec = &vm->spec, .qemu_binary = ctx->qemu_binary, .accel = accel,
         .disk_path = vm->disk_path, .disk_format = vm->disk_format,
-        .disk_is_block = vm->disk_is_block, .seed_path = vm->seed_path,
+        .disk_is_block = vm->disk_is_block, .data_disks = vm->qemu_disks,
+        .seed_path = vm->seed_path,
         .qmp_socket = vm->qmp_socket, .console_socket = vm->console_socket,
         .console_log = vm->console_log, .qga_socket = vm->qga_socket,
         .vnc_socket = vm->vnc_socket, .pid_file = vm->pid_file, .mac = vm->mac,
@@ -277,6 +319,51 @@ static void print_plan(struct qvm_ctx *ctx, const struct qvm_vm *vm, const struc
     qvm_say(ctx->ui, "  start QEMU: %s", line);
     free(line);
     qvm_argv_free(argv);
+}
+
+/* The data disks, each journaled: a bundle of the VM in every other pool
+ * that holds one (undo: the driver's vm_destroy, as for the VM's own), then
+ * the empty disks (undone with the bundle that holds them). */
+static int create_data_disks(struct qvm_ctx *ctx, struct qvm_journal *j, const struct qvm_vm *vm,
+                             struct qvm_error *err)
+{
+    const char **others;
+    size_t nothers = qvm_vm_other_pools(vm, &others);
+    int r = 0;
+    for (size_t i = 0; i < nothers && r == 0; i++) {
+        struct qvm_pool pool;
+        r = qvm_pool_get(ctx, others[i], &pool, err);
+        if (r < 0)
+            break;
+        r = qvm_journal_undo_vm_destroy(j, pool.name, vm->spec.name, err);
+        if (r == 0)
+            r = pool.driver->vm_create(&pool, vm->spec.name, err);
+        qvm_pool_release(&pool);
+        if (r == 0) {
+            char *step = xasprintf("data-bundle-created:%s", others[i]);
+            r = qvm_fault_point(step, err);
+            free(step);
+        }
+    }
+    free(others);
+    for (size_t i = 0; i < vm->spec.ndata_disks && r == 0; i++) {
+        const struct qvm_disk_spec *d = &vm->spec.data_disks[i];
+        struct qvm_pool pool;
+        r = qvm_pool_get(ctx, d->pool, &pool, err);
+        if (r < 0)
+            break;
+        qvm_say(ctx->ui, "Creating data disk %s (%.2f GiB) at %s", d->target_name,
+                gib(d->size_bytes), vm->data_disk_info[i].path);
+        r = qvm_storage_data_disk_create(&pool, vm->spec.name, d->target_name, d->size_bytes,
+                                         err);
+        qvm_pool_release(&pool);
+        if (r == 0) {
+            char *step = xasprintf("data-disk-created:%s", d->target_name);
+            r = qvm_fault_point(step, err);
+            free(step);
+        }
+    }
+    return r;
 }
 
 static int copy_source(const char *file, const struct qvm_vm *vm, struct qvm_error *err)
@@ -356,6 +443,8 @@ int qvm_up(struct qvm_ctx *ctx, const char *file, const struct qvm_up_opts *opts
     }
     if (r == 0)
         r = qvm_fault_point("disk-cloned", err);
+    if (r == 0)
+        r = create_data_disks(ctx, j, &vm, err);
     if (r == 0) {
         qvm_say(ctx->ui, "Writing cloud-init NoCloud seed %s", vm.seed_path);
         r = qvm_seed_write(vm.seed_path, vm.spec.user_data, vm.spec.meta_data,

@@ -172,6 +172,7 @@ static struct qvm_domain_config domain_config(struct qvm_ctx *ctx, const struct 
         .spec = &vm->spec, .uuid = vm->uuid, .accel = accel, .pool = vm->pool,
         .image = vm->image, .version = vm->version, .disk_path = vm->disk_path,
         .disk_format = vm->disk_format, .disk_is_block = vm->disk_is_block,
+        .data_disks = vm->qemu_disks,
         /* An adopted VM has no seed. */
         .seed_path = qvm_path_exists(vm->seed_path) ? vm->seed_path : NULL,
         .console_log = vm->console_log, .mac = vm->mac, .ssh_port = vm->ssh_port,

@@ -255,7 +255,9 @@ int qvm_snapshot_create(struct qvm_ctx *ctx, const char *name, const char *snap,
     int lock = open_vm(ctx, name, &vm, err);
     if (lock < 0)
         return qvm_err_task(err, TASK_SNAPSHOT);
-    r = qvm_snapshot_prepare_vm(ctx, &vm, false, &pool, err);
+    r = qvm_vm_single_disk(&vm, "snapshots", err);
+    if (r == 0)
+        r = qvm_snapshot_prepare_vm(ctx, &vm, false, &pool, err);
     bool opened = r == 0;
     if (r == 0 && (r = has_snapshot(&pool, &vm, snap, false, err)) > 0)
         r = qvm_err(err, EEXIST, "VM '%s' already has a snapshot '%s'", name, snap);
@@ -354,6 +356,8 @@ int qvm_revert(struct qvm_ctx *ctx, const char *name, const char *snap, struct q
     if (qvm_vm_pid(&vm) > 0)
         r = qvm_err(err, EBUSY, "VM '%s' is running; stop it first (qvm stop %s): a revert "
                     "replaces the disk under the guest", name, name);
+    if (r == 0)
+        r = qvm_vm_single_disk(&vm, "reverts", err);
     if (r == 0)
         r = qvm_snapshot_prepare_vm(ctx, &vm, true, &pool, err);
     opened = r == 0;

@@ -14,9 +14,73 @@
 #include "core/pools.h"
 #include "core/process.h"
 #include "core/runtime_libvirt.h"
+#include "storage/disk_create.h"
 #include "util/fsutil.h"
 #include "util/names.h"
 #include "util/strbuf.h"
+
+/* Where each data disk is: in its pool's bundle of the VM. A recorded
+ * format (vm.json) wins over the driver's guess. */
+static int derive_data_disks(struct qvm_ctx *ctx, const struct qvm_pool *pool, struct qvm_vm *vm,
+                             struct qvm_error *err)
+{
+    const struct qvm_vm_spec *s = &vm->spec;
+    if (!s->ndata_disks)
+        return 0;
+    struct qvm_disk_info *info = xcalloc(s->ndata_disks, sizeof *info);
+    int r = 0;
+    for (size_t i = 0; i < s->ndata_disks && r == 0; i++) {
+        const struct qvm_disk_spec *d = &s->data_disks[i];
+        struct qvm_pool other = { 0 };
+        bool own = !d->pool || strcmp(d->pool, pool->name) == 0;
+        if (!own && (r = qvm_pool_get(ctx, d->pool, &other, err)) < 0) {
+            qvm_err_wrap(err, "VM '%s': data disk %s", s->name, d->target_name);
+            break;
+        }
+        char *format = vm->data_disk_info ? vm->data_disk_info[i].format : NULL;
+        r = qvm_storage_data_disk_locate(own ? pool : &other, s->name, d->target_name, &info[i],
+                                         err);
+        if (r == 0 && format) {
+            free(info[i].format);
+            info[i].format = xstrdup(format);
+        }
+        qvm_pool_release(&other);
+    }
+    if (vm->data_disk_info)
+        for (size_t i = 0; i < s->ndata_disks; i++)
+            qvm_disk_info_release(&vm->data_disk_info[i]);
+    free(vm->data_disk_info);
+    vm->data_disk_info = info;
+    free(vm->qemu_disks);
+    vm->qemu_disks = xcalloc(s->ndata_disks, sizeof *vm->qemu_disks);
+    for (size_t i = 0; i < s->ndata_disks; i++)
+        vm->qemu_disks[i] = (struct qvm_qemu_disk){ info[i].path, info[i].format, info[i].is_block };
+    return r;
+}
+
+size_t qvm_vm_other_pools(const struct qvm_vm *vm, const char ***ret)
+{
+    const char **v = xcalloc(vm->spec.ndata_disks + 1, sizeof *v);
+    size_t n = 0;
+    for (size_t i = 0; i < vm->spec.ndata_disks; i++) {
+        const char *p = vm->spec.data_disks[i].pool;
+        bool seen = !p || (vm->pool && strcmp(p, vm->pool) == 0);
+        for (size_t k = 0; k < n && !seen; k++)
+            seen = strcmp(v[k], p) == 0;
+        if (!seen)
+            v[n++] = p;
+    }
+    *ret = v;
+    return n;
+}
+
+int qvm_vm_single_disk(const struct qvm_vm *vm, const char *what, struct qvm_error *err)
+{
+    if (!vm->spec.ndata_disks)
+        return 0;
+    return qvm_err(err, ENOTSUP, "VM '%s' has %zu disks: %s of several disks are not supported yet",
+                   vm->spec.name, vm->spec.ndata_disks + 1, what);
+}
 
 int qvm_vm_derive_paths(struct qvm_ctx *ctx, const struct qvm_pool *pool, struct qvm_vm *vm,
                         struct qvm_error *err)
@@ -39,6 +103,9 @@ int qvm_vm_derive_paths(struct qvm_ctx *ctx, const struct qvm_pool *pool, struct
     vm->qga_socket = xasprintf("%s/qga.sock", vm->run_dir);
     vm->vnc_socket = xasprintf("%s/vnc.sock", vm->run_dir);
     vm->pid_file = xasprintf("%s/qemu.pid", vm->run_dir);
+    r = derive_data_disks(ctx, pool, vm, err);
+    if (r < 0)
+        return r;
     struct sockaddr_un sun;
     if (strlen(vm->console_socket) >= sizeof sun.sun_path)
         return qvm_err(err, ENAMETOOLONG,
@@ -139,7 +206,26 @@ int qvm_vm_save(const struct qvm_vm *vm, struct qvm_error *err)
     add_str(d, "bus", s->disk.bus);
     add_str(d, "cache", s->disk.cache);
     add_str(d, "base", s->disk.base);
+    if (s->ndata_disks && s->image_disk_pos)
+        json_object_object_add(d, "position", json_object_new_int64((int64_t)s->image_disk_pos));
     json_object_object_add(o, "disk", d);
+    if (s->ndata_disks) {
+        json_object *list = json_object_new_array();
+        for (size_t i = 0; i < s->ndata_disks; i++) {
+            const struct qvm_disk_spec *dd = &s->data_disks[i];
+            json_object *e = json_object_new_object();
+            add_str(e, "name", dd->target_name);
+            add_str(e, "pool", dd->pool ? dd->pool : vm->pool);
+            add_str(e, "format", vm->data_disk_info ? vm->data_disk_info[i].format : "raw");
+            json_object_object_add(e, "size", json_object_new_int64((int64_t)dd->size_bytes));
+            add_str(e, "bus", dd->bus);
+            add_str(e, "cache", dd->cache);
+            if (dd->boot)
+                json_object_object_add(e, "boot", json_object_new_boolean(true));
+            json_object_array_add(list, e);
+        }
+        json_object_object_add(o, "data_disks", list);
+    }
     json_object *n = json_object_new_object();
     add_str(n, "type", net_type_name(s->net.type));
     add_str(n, "source", s->net.source);
@@ -188,6 +274,44 @@ static int64_t get_int(json_object *o, const char *k, int64_t dflt)
     if (o && json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_int))
         return json_object_get_int64(v);
     return dflt;
+}
+
+/* vm.json's data_disks (in list order) and the image disk's position. */
+static int load_data_disks(json_object *o, json_object *disk, struct qvm_vm *vm)
+{
+    json_object *list;
+    struct qvm_vm_spec *s = &vm->spec;
+    if (!json_object_object_get_ex(o, "data_disks", &list))
+        return 0;
+    size_t n = json_object_is_type(list, json_type_array) ? json_object_array_length(list) : 0;
+    if (n == 0 || n >= QVM_SPEC_MAX_DISKS)
+        return -EINVAL;
+    int64_t pos = get_int(disk, "position", 0);
+    if (pos < 0 || pos > (int64_t)n)
+        return -EINVAL;
+    s->image_disk_pos = (size_t)pos;
+    s->data_disks = xcalloc(n, sizeof *s->data_disks);
+    vm->data_disk_info = xcalloc(n, sizeof *vm->data_disk_info);
+    s->ndata_disks = n;
+    for (size_t i = 0; i < n; i++) {
+        json_object *e = json_object_array_get_idx(list, i), *b;
+        struct qvm_disk_spec *d = &s->data_disks[i];
+        d->target_name = get_str(e, "name");
+        d->pool = get_str(e, "pool");
+        d->bus = get_str(e, "bus");
+        d->cache = get_str(e, "cache");
+        int64_t size = get_int(e, "size", 0);
+        d->size_bytes = size > 0 ? (uint64_t)size : 0;
+        d->boot = json_object_object_get_ex(e, "boot", &b) &&
+                  json_object_is_type(b, json_type_boolean) && json_object_get_boolean(b);
+        vm->data_disk_info[i].format = get_str(e, "format");
+        const char *f = vm->data_disk_info[i].format;
+        if (!d->target_name || !qvm_name_valid(d->target_name) || !d->pool ||
+            !qvm_name_valid(d->pool) || !d->bus || !d->cache || !d->size_bytes || !f ||
+            (strcmp(f, "raw") != 0 && strcmp(f, "qcow2") != 0))
+            return -EINVAL;
+    }
+    return 0;
 }
 
 /* Opens the pool whose vms/NAME holds a vm.json into *RET. */
@@ -265,6 +389,7 @@ int qvm_vm_load(struct qvm_ctx *ctx, const char *name, struct qvm_vm *ret, struc
     ret->disk_name = get_str(d, "name");
     ret->disk_format = get_str(d, "format");
     ret->disk_size = (uint64_t)get_int(d, "size", 0);
+    r = load_data_disks(o, d, ret);
     s->disk.bus = get_str(d, "bus");
     s->disk.cache = get_str(d, "cache");
     s->disk.base = get_str(d, "base");
@@ -295,7 +420,10 @@ int qvm_vm_load(struct qvm_ctx *ctx, const char *name, struct qvm_vm *ret, struc
     ret->mac = get_str(n, "mac");
     ret->ssh_port = (int)get_int(n, "ssh_port", 0);
     json_object_put(o);
-    if (!ret->disk_name || !qvm_name_valid(ret->disk_name) || !ret->disk_format ||
+    if (r < 0) {
+        r = qvm_err(err, EINVAL, "VM '%s': the data_disks of its vm.json in pool '%s' are "
+                    "invalid", name, pool.name);
+    } else if (!ret->disk_name || !qvm_name_valid(ret->disk_name) || !ret->disk_format ||
         !s->cpu || !s->machine || !s->boot || !s->disk.bus || !s->disk.cache || !s->net.model ||
         !ret->mac || !extra_ok) {
         r = qvm_err(err, EINVAL, "VM '%s': its vm.json in pool '%s' is incomplete", name, pool.name);
@@ -314,6 +442,13 @@ void qvm_vm_release(struct qvm_vm *vm)
 {
     if (!vm)
         return;
+    if (vm->data_disk_info)
+        for (size_t i = 0; i < vm->spec.ndata_disks; i++)
+            qvm_disk_info_release(&vm->data_disk_info[i]);
+    free(vm->data_disk_info);
+    vm->data_disk_info = NULL;
+    free(vm->qemu_disks);
+    vm->qemu_disks = NULL;
     qvm_spec_release(&vm->spec);
     char **strs[] = { &vm->uuid, &vm->pool, &vm->image, &vm->version, &vm->disk_name,
                       &vm->disk_format, &vm->mac, &vm->bundle_dir, &vm->disk_path,

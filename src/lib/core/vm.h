@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "core/context.h"
+#include "runtime/qemu.h"
 #include "spec/spec.h"
 #include "storage/storage.h"
 
@@ -28,8 +29,13 @@ struct qvm_vm {
     uint64_t disk_size;
     char *mac;
     int ssh_port;              /* 0: none */
+    /* The data disks are spec.data_disks (name, pool: always set, size,
+     * bus, cache, boot); each is empty when made, in its pool's bundle
+     * vms/NAME (the VM's own, or one holding only data disks). */
 
-    /* Derived, not stored. */
+    /* Derived, not stored, except each data disk's format. */
+    struct qvm_disk_info *data_disk_info;   /* spec.ndata_disks: path, format, is_block */
+    struct qvm_qemu_disk *qemu_disks;       /* the same for the runtime (borrowed strings) */
     char *bundle_dir;
     char *disk_path;
     char *seed_path;
@@ -54,6 +60,15 @@ int qvm_vm_save(const struct qvm_vm *vm, struct qvm_error *err);
 int qvm_vm_load(struct qvm_ctx *ctx, const char *name, struct qvm_vm *ret, struct qvm_error *err);
 
 void qvm_vm_release(struct qvm_vm *vm);
+
+/* Pools other than the VM's own that hold data disks of it, each once, in
+ * the order of the disk list (caller frees the array, not the strings). */
+size_t qvm_vm_other_pools(const struct qvm_vm *vm, const char ***ret);
+
+/* Refuses (-ENOTSUP) an operation that handles only a VM's image disk, for
+ * a VM with data disks: "VM 'x' has 2 disks: WHAT of several disks are not
+ * supported yet". */
+int qvm_vm_single_disk(const struct qvm_vm *vm, const char *what, struct qvm_error *err);
 
 /* The pid of the VM's running QEMU, or 0. */
 pid_t qvm_vm_pid(const struct qvm_vm *vm);

@@ -208,37 +208,76 @@ static void disk_target(const char *bus, bool q35, int index, char *dev, size_t 
     snprintf(dev, size, "%s%c", prefix, 'a' + index);
 }
 
-static void disk(struct writer *w, const struct qvm_domain_config *cfg, bool q35)
+/* Target names handed out so far per prefix: vd, sd (scsi and sata), hd. */
+struct targets {
+    int vd, sd, hd;
+};
+
+static void disk(struct writer *w, const struct qvm_disk_spec *d, const struct qvm_qemu_disk *host,
+                 int bootidx, bool q35, struct targets *t)
 {
-    const struct qvm_disk_spec *d = &cfg->spec->disk;
     const char *cache = d->cache ? d->cache : "writeback";
     char dev[8];
     const char *bus;
     disk_target(d->bus, q35, 0, dev, sizeof dev, &bus);
+    int *next = dev[0] == 'v' ? &t->vd : dev[0] == 's' ? &t->sd : &t->hd;
+    disk_target(d->bus, q35, (*next)++, dev, sizeof dev, &bus);
     start(w, "disk");
-    attr(w, "type", cfg->disk_is_block ? "block" : "file");
+    attr(w, "type", host->is_block ? "block" : "file");
     attr(w, "device", "disk");
     /* Native AIO is the fast path for a zvol opened with O_DIRECT (qemu.c). */
-    bool native = cfg->disk_is_block && (streq(cache, "none") || streq(cache, "directsync"));
-    empty_el(w, "driver", "name", "qemu", "type", cfg->disk_format ? cfg->disk_format : "raw",
+    bool native = host->is_block && (streq(cache, "none") || streq(cache, "directsync"));
+    empty_el(w, "driver", "name", "qemu", "type", host->format ? host->format : "raw",
              "cache", cache, "io", native ? "native" : NULL, "discard", "unmap", NULL);
-    empty_el(w, "source", cfg->disk_is_block ? "dev" : "file", cfg->disk_path, NULL);
+    empty_el(w, "source", host->is_block ? "dev" : "file", host->path, NULL);
     empty_el(w, "target", "dev", dev, "bus", bus, NULL);
-    boot_order(w, boot_index(cfg->spec->boot, "hd"));
+    boot_order(w, bootidx);
     end(w);
 }
 
-/* The NoCloud seed: a read-only virtio disk, never a boot device. */
-static void seed(struct writer *w, const struct qvm_domain_config *cfg)
+/* Every disk in the order of the qvm file's list; the boot disk gets hd's
+ * boot order. */
+static void disks(struct writer *w, const struct qvm_domain_config *cfg, bool q35,
+                  struct targets *t)
 {
-    const char *dbus = cfg->spec->disk.bus;
-    bool disk_on_virtio = !dbus || streq(dbus, "virtio");
+    const struct qvm_vm_spec *s = cfg->spec;
+    int bootidx = boot_index(s->boot, "hd");
+    size_t k = 0;
+    for (size_t pos = 0; pos <= s->ndata_disks; pos++) {
+        if (pos == s->image_disk_pos || !cfg->data_disks) {
+            struct qvm_qemu_disk host = { cfg->disk_path, cfg->disk_format, cfg->disk_is_block };
+            disk(w, &s->disk, &host, qvm_spec_image_disk_boots(s) ? bootidx : 0, q35, t);
+            if (!cfg->data_disks)
+                return;
+            continue;
+        }
+        const struct qvm_disk_spec *d = &s->data_disks[k];
+        disk(w, d, &cfg->data_disks[k], d->boot ? bootidx : 0, q35, t);
+        k++;
+    }
+}
+
+static bool any_scsi(const struct qvm_domain_config *cfg)
+{
+    const struct qvm_vm_spec *s = cfg->spec;
+    bool scsi = streq(s->disk.bus, "scsi");
+    for (size_t i = 0; cfg->data_disks && i < s->ndata_disks; i++)
+        scsi = scsi || streq(s->data_disks[i].bus, "scsi");
+    return scsi;
+}
+
+/* The NoCloud seed: a read-only virtio disk after the VM's own, never a
+ * boot device. */
+static void seed(struct writer *w, const struct qvm_domain_config *cfg, struct targets *t)
+{
+    char dev[8];
+    snprintf(dev, sizeof dev, "vd%c", 'a' + t->vd++);
     start(w, "disk");
     attr(w, "type", "file");
     attr(w, "device", "disk");
     empty_el(w, "driver", "name", "qemu", "type", "raw", NULL);
     empty_el(w, "source", "file", cfg->seed_path, NULL);
-    empty_el(w, "target", "dev", disk_on_virtio ? "vdb" : "vda", "bus", "virtio", NULL);
+    empty_el(w, "target", "dev", dev, "bus", "virtio", NULL);
     empty_el(w, "readonly", NULL);
     end(w);
 }
@@ -327,10 +366,11 @@ static void devices(struct writer *w, const struct qvm_domain_config *cfg, bool 
 {
     const struct qvm_vm_spec *s = cfg->spec;
     start(w, "devices");
-    disk(w, cfg, q35);
+    struct targets t = { 0 };
+    disks(w, cfg, q35, &t);
     if (cfg->seed_path)
-        seed(w, cfg);
-    if (streq(s->disk.bus, "scsi"))
+        seed(w, cfg, &t);
+    if (any_scsi(cfg))
         empty_el(w, "controller", "type", "scsi", "index", "0", "model", "virtio-scsi", NULL);
     empty_el(w, "controller", "type", "usb", "model", "none", NULL);
     interface(w, cfg);

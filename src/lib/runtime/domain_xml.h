@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "runtime/qemu.h"
 #include "spec/spec.h"
 #include "util/error.h"
 
@@ -29,6 +30,7 @@ struct qvm_domain_config {
     const char *disk_path;
     const char *disk_format;      /* "qcow2" or "raw" */
     bool disk_is_block;           /* a zvol: <disk type="block"> */
+    const struct qvm_qemu_disk *data_disks;   /* spec->ndata_disks entries, or NULL */
     const char *seed_path;        /* NoCloud ISO, read-only virtio disk; NULL: none */
     const char *console_log;      /* the serial console's log file */
     const char *mac;              /* resolved MAC for the NIC */

@@ -143,21 +143,30 @@ static char *boot_order(const char *boot)
     return strbuf_detach(&sb, NULL);
 }
 
-static void push_disk(struct argv_list *l, const struct qvm_qemu_config *cfg, bool q35)
+/* Controllers shared by the disks of a list: made once, before the first
+ * disk that needs one; disks on fixed ports take the next free one. */
+struct disk_buses {
+    bool scsi, ahci;
+    int ports;          /* q35 AHCI ports (sata, ide) or pc's own AHCI (sata) used */
+    int ide;            /* pc IDE places used (two per channel) */
+};
+
+/* One disk: -drive ID, its device, bootindex BOOTIDX (0: none). */
+static void push_disk(struct argv_list *l, const struct qvm_disk_spec *d, const char *id,
+                      const struct qvm_qemu_disk *host, int bootidx, bool q35,
+                      struct disk_buses *b)
 {
-    const struct qvm_disk_spec *d = &cfg->spec->disk;
     const char *cache = d->cache ? d->cache : "writeback";
     const char *bus = d->bus ? d->bus : "virtio";
-    int bootidx = boot_index(cfg->spec->boot, "hd");
 
     struct strbuf sb = STRBUF_INIT;
     strbuf_addstr(&sb, "file=");
-    add_escaped(&sb, cfg->disk_path);
-    strbuf_addf(&sb, ",if=none,id=disk0,format=%s,cache=%s,discard=unmap",
-                cfg->disk_format ? cfg->disk_format : "raw", cache);
+    add_escaped(&sb, host->path);
+    strbuf_addf(&sb, ",if=none,id=%s,format=%s,cache=%s,discard=unmap", id,
+                host->format ? host->format : "raw", cache);
     /* Linux native AIO is the fast path for a block device (a zvol) opened
      * with O_DIRECT; QEMU refuses aio=native without it. */
-    if (cfg->disk_is_block && (streq(cache, "none") || streq(cache, "directsync")))
+    if (host->is_block && (streq(cache, "none") || streq(cache, "directsync")))
         strbuf_addstr(&sb, ",aio=native");
     push(l, "-drive");
     push_owned(l, strbuf_detach(&sb, NULL));
@@ -166,23 +175,60 @@ static void push_disk(struct argv_list *l, const struct qvm_qemu_config *cfg, bo
     if (bootidx > 0)
         snprintf(boot, sizeof boot, ",bootindex=%d", bootidx);
 
-    push(l, "-device");
     if (streq(bus, "scsi")) {
-        push(l, "virtio-scsi-pci,id=scsi0");
+        if (!b->scsi) {
+            push(l, "-device");
+            push(l, "virtio-scsi-pci,id=scsi0");
+            b->scsi = true;
+        }
         push(l, "-device");
-        pushf(l, "scsi-hd,bus=scsi0.0,drive=disk0%s", boot);
+        pushf(l, "scsi-hd,bus=scsi0.0,drive=%s%s", id, boot);
     } else if (streq(bus, "sata") && !q35) {
         /* pc has only the PIIX IDE controller: give it an AHCI one. */
-        push(l, "ahci,id=sata0");
+        if (!b->ahci) {
+            push(l, "-device");
+            push(l, "ahci,id=sata0");
+            b->ahci = true;
+        }
         push(l, "-device");
-        pushf(l, "ide-hd,bus=sata0.0,drive=disk0%s", boot);
+        pushf(l, "ide-hd,bus=sata0.%d,drive=%s%s", b->ports++, id, boot);
+    } else if (streq(bus, "ide") && !q35) {
+        /* pc: PIIX's channels ide.0 and ide.1, master then slave. */
+        push(l, "-device");
+        pushf(l, "ide-hd,bus=ide.%d,drive=%s%s", b->ide++ / 2, id, boot);
     } else if (streq(bus, "sata") || streq(bus, "ide")) {
         /* q35's built-in AHCI (ich9-ahci, ports ide.0-ide.5) serves both
-         * names: q35 has no PATA controller. On pc, ide.0 is PIIX's
-         * primary channel. */
-        pushf(l, "ide-hd,bus=ide.0,drive=disk0%s", boot);
+         * names: q35 has no PATA controller. */
+        push(l, "-device");
+        pushf(l, "ide-hd,bus=ide.%d,drive=%s%s", b->ports++, id, boot);
     } else {
-        pushf(l, "virtio-blk-pci,drive=disk0%s", boot);
+        push(l, "-device");
+        pushf(l, "virtio-blk-pci,drive=%s%s", id, boot);
+    }
+}
+
+/* Every disk in the order of the qvm file's list (the image disk is
+ * "disk0", a data disk "disk-NAME"); the boot disk gets hd's bootindex. */
+static void push_disks(struct argv_list *l, const struct qvm_qemu_config *cfg, bool q35)
+{
+    const struct qvm_vm_spec *s = cfg->spec;
+    struct disk_buses b = { 0 };
+    int bootidx = boot_index(s->boot, "hd");
+    size_t k = 0;
+    for (size_t pos = 0; pos <= s->ndata_disks; pos++) {
+        if (pos == s->image_disk_pos || !cfg->data_disks) {
+            struct qvm_qemu_disk host = { cfg->disk_path, cfg->disk_format, cfg->disk_is_block };
+            push_disk(l, &s->disk, "disk0", &host, qvm_spec_image_disk_boots(s) ? bootidx : 0,
+                      q35, &b);
+            if (!cfg->data_disks)
+                return;
+            continue;
+        }
+        const struct qvm_disk_spec *d = &s->data_disks[k];
+        char id[80];
+        snprintf(id, sizeof id, "disk-%s", d->target_name);
+        push_disk(l, d, id, &cfg->data_disks[k], d->boot ? bootidx : 0, q35, &b);
+        k++;
     }
 }
 
@@ -276,7 +322,7 @@ char **qvm_qemu_argv(const struct qvm_qemu_config *cfg)
         push(&l, "none");
     }
 
-    push_disk(&l, cfg, q35);
+    push_disks(&l, cfg, q35);
     if (cfg->seed_path)
         push_seed(&l, cfg->seed_path);
     push_net(&l, cfg);

@@ -11,6 +11,14 @@
 
 #include "spec/spec.h"
 
+/* Where a data disk is on the host (its name, bus, cache and boot flag are
+ * the spec's data_disks entry of the same index). */
+struct qvm_qemu_disk {
+    const char *path;
+    const char *format;           /* "qcow2" or "raw" */
+    bool is_block;
+};
+
 struct qvm_qemu_config {
     const struct qvm_vm_spec *spec;
     const char *qemu_binary;      /* e.g. "qemu-system-x86_64" */
@@ -18,6 +26,7 @@ struct qvm_qemu_config {
     const char *disk_path;
     const char *disk_format;      /* "qcow2" or "raw" */
     bool disk_is_block;
+    const struct qvm_qemu_disk *data_disks;   /* spec->ndata_disks entries */
     const char *seed_path;        /* NoCloud ISO, attached read-only */
     const char *qmp_socket;
     const char *console_socket;   /* serial console, a server socket */

@@ -150,6 +150,28 @@ int qvm_spec_load(const char *filename, struct qvm_vm_spec *ret, struct qvm_erro
     return r;
 }
 
+void qvm_disk_spec_release(struct qvm_disk_spec *d)
+{
+    free(d->base);
+    free(d->target_name);
+    for (size_t i = 0; i < d->nprops && i < QVM_SPEC_MAX_PROPS; i++) {
+        free(d->props[i].key);
+        free(d->props[i].value);
+    }
+    free(d->bus);
+    free(d->cache);
+    free(d->pool);
+    memset(d, 0, sizeof *d);
+}
+
+bool qvm_spec_image_disk_boots(const struct qvm_vm_spec *spec)
+{
+    for (size_t i = 0; i < spec->ndata_disks; i++)
+        if (spec->data_disks[i].boot)
+            return false;
+    return true;
+}
+
 void qvm_spec_release(struct qvm_vm_spec *spec)
 {
     if (!spec)
@@ -160,15 +182,10 @@ void qvm_spec_release(struct qvm_vm_spec *spec)
     free(spec->machine);
     free(spec->os_variant);
     free(spec->boot);
-    free(spec->disk.base);
-    free(spec->disk.target_name);
-    for (size_t i = 0; i < spec->disk.nprops && i < QVM_SPEC_MAX_PROPS; i++) {
-        free(spec->disk.props[i].key);
-        free(spec->disk.props[i].value);
-    }
-    free(spec->disk.bus);
-    free(spec->disk.cache);
-    free(spec->disk.pool);
+    qvm_disk_spec_release(&spec->disk);
+    for (size_t i = 0; i < spec->ndata_disks; i++)
+        qvm_disk_spec_release(&spec->data_disks[i]);
+    free(spec->data_disks);
     for (size_t i = 0; i < qvm_spec_nic_count(spec); i++) {
         struct qvm_net_spec *n = qvm_spec_nic(spec, i);
         free(n->model);

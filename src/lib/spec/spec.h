@@ -20,6 +20,7 @@
 #define QVM_SPEC_MAX_DEPTH 64          /* YAML nesting limit */
 #define QVM_SPEC_MAX_PROPS 32          /* disk.zvol properties */
 #define QVM_SPEC_MAX_NICS 8            /* network: a list of at most 8 NICs */
+#define QVM_SPEC_MAX_DISKS 16          /* entries of a disk list */
 
 /* NETWORK is a network by name: a qvm-managed network (qvm net create) if
  * one has the name, else, on the libvirt runtime, a libvirt network. BRIDGE
@@ -33,15 +34,20 @@ struct qvm_prop {
     char *value;
 };
 
+/* The image disk (base set), or a data disk of a disk list (base NULL: an
+ * empty disk of size_bytes, named target_name). */
 struct qvm_disk_spec {
     char *base;             /* disk.zvol.base: "IMAGE", "IMAGE@vN" or "IMAGE@base" (required) */
-    char *target_name;      /* disk.zvol.name, or NULL (default: disk0) */
+    char *target_name;      /* disk.zvol.name or a list entry's name; the image disk's may be
+                               NULL (default: disk0), a data disk's is set (default: diskN) */
     struct qvm_prop props[QVM_SPEC_MAX_PROPS];   /* other disk.zvol keys, for the clone */
     size_t nprops;
     uint64_t size_bytes;    /* disk.size (GiB, as virt-install), 0 = the image's size */
     char *bus;              /* virtio (default), scsi, sata, ide */
     char *cache;            /* none, writeback (default), writethrough, directsync, unsafe */
-    char *pool;             /* disk.pool or NULL for the default pool */
+    char *pool;             /* disk.pool or NULL for the default pool (a data disk: the VM's) */
+    bool boot;              /* a data disk: it boots the VM (boot: true, or first in the list);
+                               the image disk boots when no data disk does */
 };
 
 struct qvm_net_spec {
@@ -66,7 +72,12 @@ struct qvm_vm_spec {
     bool noautoconsole;     /* accepted (qvm never attaches a console on up) */
     char *boot;             /* boot: hd (default), cdrom, network, comma-separated order */
     enum qvm_graphics graphics;
-    struct qvm_disk_spec disk;
+    struct qvm_disk_spec disk;      /* the image disk */
+    /* disk as a list: the data disks in list order, without the image disk,
+     * which is entry image_disk_pos of the list. None for a single mapping. */
+    struct qvm_disk_spec *data_disks;
+    size_t ndata_disks;
+    size_t image_disk_pos;
     struct qvm_net_spec net;          /* the first NIC (network: a mapping, or a list's first) */
     struct qvm_net_spec extra_nets[QVM_SPEC_MAX_NICS - 1];   /* the list's others, in order */
     size_t nextra_nets;
@@ -108,6 +119,12 @@ static inline struct qvm_net_spec *qvm_spec_nic(struct qvm_vm_spec *s, size_t i)
 {
     return i == 0 ? &s->net : &s->extra_nets[i - 1];
 }
+
+/* Frees what disk D owns (strings, properties) and zeroes it. */
+void qvm_disk_spec_release(struct qvm_disk_spec *d);
+
+/* Whether the image disk boots (no data disk has boot set). */
+bool qvm_spec_image_disk_boots(const struct qvm_vm_spec *spec);
 
 /* ---- rewriting a qvm file (qvm edit --set, resize, autostart) ---------------- */
 

@@ -473,6 +473,8 @@ static int h_zvol_name(struct spec_ctx *c, const struct spec_node *val, const ch
         return r;
     if (qvm_name_check("disk", v, &e) < 0)
         return located(c, val, path, &e);
+    if (s->disk.target_name)    /* a list entry's name was given too */
+        return spec_err(c, &val->start, path, "the disk's name is given twice (name and zvol.name)");
     set_str(&s->disk.target_name, v);
     return 0;
 }
@@ -512,8 +514,136 @@ static int h_zvol(struct spec_ctx *c, const struct spec_node *val, const char *p
     return r < 0 ? r : !(seen & 1) ? missing(c, val, path, "base") : 0;
 }
 
+/* ---- disk as a list: one image disk and empty data disks ---------------------------- */
+
+static int h_list_disk_name(struct spec_ctx *c, const struct spec_node *val, const char *path,
+                            struct qvm_vm_spec *s)
+{
+    return h_zvol_name(c, val, path, s);
+}
+
+static int h_list_disk_boot(struct spec_ctx *c, const struct spec_node *val, const char *path,
+                            struct qvm_vm_spec *s)
+{
+    return get_bool(c, val, path, &s->disk.boot);
+}
+
+/* Controllers with a fixed number of ports: q35's AHCI (ide.0-ide.5) takes
+ * sata and ide disks, pc's own AHCI sata disks, pc's two IDE channels two
+ * disks each. virtio and scsi have room for every disk of a list. */
+static int check_ports(struct spec_ctx *c, const struct spec_node *list, const struct qvm_vm_spec *s)
+{
+    bool q35 = !s->machine || strcmp(s->machine, "pc") != 0;
+    size_t sata = 0, ide = 0;
+    for (size_t i = 0; i <= s->ndata_disks; i++) {
+        const char *bus = i == s->ndata_disks ? s->disk.bus : s->data_disks[i].bus;
+        sata += bus && strcmp(bus, "sata") == 0;
+        ide += bus && strcmp(bus, "ide") == 0;
+    }
+    if (q35 && sata + ide > 6)
+        return spec_err(c, &list->start, "vm.disk",
+                        "%zu disks on bus sata or ide: machine q35 has 6 SATA ports", sata + ide);
+    if (!q35 && sata > 6)
+        return spec_err(c, &list->start, "vm.disk", "%zu disks on bus sata: at most 6", sata);
+    if (!q35 && ide > 4)
+        return spec_err(c, &list->start, "vm.disk",
+                        "%zu disks on bus ide: machine pc has 4 IDE places", ide);
+    return 0;
+}
+
+/* Default names, unique names, at most one boot: true (else the first entry
+ * boots). NODES are the list's entries, for locations. */
+static int check_list(struct spec_ctx *c, const struct spec_node *list, struct qvm_vm_spec *s)
+{
+    size_t n = s->ndata_disks + 1, k = 0, boots = 0, boot_pos = 0;
+    const char *names[QVM_SPEC_MAX_DISKS + 1];
+    for (size_t pos = 0; pos < n; pos++) {
+        bool image = pos == s->image_disk_pos;
+        struct qvm_disk_spec *d = image ? &s->disk : &s->data_disks[k++];
+        if (!image && !d->target_name)
+            d->target_name = xasprintf("disk%zu", k);
+        names[pos] = d->target_name ? d->target_name : "disk0";
+        char path[48];
+        snprintf(path, sizeof path, "vm.disk[%zu]", pos);
+        for (size_t q = 0; q < pos; q++)
+            if (strcmp(names[q], names[pos]) == 0)
+                return spec_err(c, &list->kids[pos]->start, path,
+                                "disk name '%s' is used twice (also vm.disk[%zu]); name the "
+                                "disks apart with name:", names[pos], q);
+        if (d->boot) {
+            if (boots++)
+                return spec_err(c, &list->kids[pos]->start, path,
+                                "only one disk can have boot: true (also vm.disk[%zu])", boot_pos);
+            boot_pos = pos;
+        }
+        if (!d->bus)
+            d->bus = xstrdup("virtio");
+        if (!d->cache)
+            d->cache = xstrdup("writeback");
+    }
+    /* The image disk's flag is implied (qvm_spec_image_disk_boots): only
+     * data disks record it, so a single mapping stays as it was. */
+    if (!boots && s->image_disk_pos != 0)
+        s->data_disks[0].boot = true;
+    s->disk.boot = false;
+    return 0;
+}
+
+static int h_disk_list(struct spec_ctx *c, const struct spec_node *val, const char *path,
+                       struct qvm_vm_spec *s)
+{
+    static const struct key_handler tab[] = {
+        { "bus", h_disk_bus }, { "size", h_disk_size }, { "cache", h_disk_cache },
+        { "pool", h_disk_pool }, { "zvol", h_zvol }, { "name", h_list_disk_name },
+        { "boot", h_list_disk_boot }, { NULL, NULL },
+    };
+    if (val->nkids == 0)
+        return spec_err(c, &val->start, path, "expected at least one disk (the image disk, with zvol)");
+    if (val->nkids > QVM_SPEC_MAX_DISKS)
+        return spec_err(c, &val->kids[QVM_SPEC_MAX_DISKS]->start, path,
+                        "too many disks (at most %d)", QVM_SPEC_MAX_DISKS);
+    bool have_image = false;
+    int r = 0;
+    for (size_t i = 0; i < val->nkids && r == 0; i++) {
+        const struct spec_node *item = val->kids[i];
+        char sub[48];
+        snprintf(sub, sizeof sub, "%s[%zu]", path, i);
+        struct qvm_vm_spec one = { 0 };    /* the disk handlers fill one.disk */
+        uint64_t seen = 0;
+        r = walk_map(c, item, sub, tab, NULL, &one, &seen);
+        bool image = seen & (1u << 4);
+        if (r == 0 && image && have_image)
+            r = spec_err(c, &item->start, sub, "only one disk can have zvol (the image disk, at "
+                         "vm.disk[%zu]); the others are empty data disks given by size",
+                         s->image_disk_pos);
+        if (r == 0 && !image && !(seen & (1u << 1)))
+            r = spec_err(c, &item->start, sub, "missing key 'size': a data disk is an empty disk "
+                         "of 'size' GiB (the image disk has zvol: {base: IMAGE})");
+        if (r == 0 && image) {
+            have_image = true;
+            s->image_disk_pos = i;
+            qvm_disk_spec_release(&s->disk);
+            s->disk = one.disk;
+            memset(&one.disk, 0, sizeof one.disk);
+        } else if (r == 0) {
+            s->data_disks = xrealloc(s->data_disks, (s->ndata_disks + 1) * sizeof *s->data_disks);
+            s->data_disks[s->ndata_disks++] = one.disk;
+            memset(&one.disk, 0, sizeof one.disk);
+        }
+        qvm_spec_release(&one);
+    }
+    if (r == 0 && !have_image)
+        r = spec_err(c, &val->start, path, "no disk has zvol: one disk of the list must be the "
+                     "image disk (zvol: {base: IMAGE})");
+    if (r == 0)
+        r = check_list(c, val, s);
+    return r;
+}
+
 static int h_disk(struct spec_ctx *c, const struct spec_node *val, const char *path, struct qvm_vm_spec *s)
 {
+    if (val->kind == SPEC_SEQ)
+        return h_disk_list(c, val, path, s);
     static const struct key_handler tab[] = {
         { "bus", h_disk_bus }, { "size", h_disk_size }, { "cache", h_disk_cache },
         { "pool", h_disk_pool }, { "zvol", h_zvol }, { NULL, NULL },
@@ -794,6 +924,14 @@ static bool vi_mode(const struct spec_node *root)
     return false;
 }
 
+static const struct spec_node *disk_node(const struct spec_node *root)
+{
+    for (size_t i = 0; i + 1 < root->nkids; i += 2)
+        if (root->kids[i]->kind == SPEC_SCALAR && strcmp(root->kids[i]->value, "disk") == 0)
+            return root->kids[i + 1];
+    return root;
+}
+
 int spec_vm(struct spec_ctx *c, const struct spec_node *root, struct qvm_vm_spec *s)
 {
     uint64_t seen;
@@ -822,6 +960,8 @@ int spec_vm(struct spec_ctx *c, const struct spec_node *root, struct qvm_vm_spec
         s->disk.bus = xstrdup("virtio");
     if (!s->disk.cache)
         s->disk.cache = xstrdup("writeback");
+    if (s->ndata_disks && (r = check_ports(c, disk_node(root), s)) < 0)
+        return r;
     for (size_t i = 0; i < qvm_spec_nic_count(s); i++)
         if (!qvm_spec_nic(s, i)->model)
             qvm_spec_nic(s, i)->model = xstrdup("virtio");

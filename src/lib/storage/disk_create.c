@@ -33,6 +33,33 @@ static int sparse_file(const char *path, uint64_t size, struct qvm_error *err)
     return r;
 }
 
+int qvm_storage_data_disk_locate(const struct qvm_pool *pool, const char *vm, const char *disk,
+                                 struct qvm_disk_info *ret, struct qvm_error *err)
+{
+    if (pool->driver->disk_create)
+        return pool->driver->disk_locate(pool, vm, disk, ret, err);
+    /* dir: raw even in overlay mode, since there is no image to overlay. */
+    memset(ret, 0, sizeof *ret);
+    char *dir = pool->driver->vm_dir(pool, vm);
+    ret->path = xasprintf("%s/%s.raw", dir, disk);
+    ret->format = xstrdup("raw");
+    free(dir);
+    return 0;
+}
+
+int qvm_storage_data_disk_create(const struct qvm_pool *pool, const char *vm, const char *disk,
+                                 uint64_t size, struct qvm_error *err)
+{
+    if (pool->driver->disk_create)
+        return pool->driver->disk_create(pool, vm, disk, size, err);
+    struct qvm_disk_info loc;
+    int r = qvm_storage_data_disk_locate(pool, vm, disk, &loc, err);
+    if (r == 0 && (r = sparse_file(loc.path, size, err)) < 0)
+        qvm_err_wrap(err, "cannot create disk %s of VM '%s'", disk, vm);
+    qvm_disk_info_release(&loc);
+    return r;
+}
+
 int qvm_btrfs_disk_create(const struct qvm_pool *pool, const char *vm, const char *disk,
                           uint64_t size, struct qvm_error *err)
 {

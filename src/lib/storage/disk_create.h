@@ -11,6 +11,15 @@
 
 #include "storage.h"
 
+/* A VM's data disk (an empty disk of a disk list, `qvm up`): where it is
+ * (dir: POOL/vms/VM/DISK.raw, a sparse raw file whatever the pool's mode;
+ * btrfs, zfs: where disk_locate says), and creating it, SIZE bytes, all
+ * holes, in the bundle POOL/vms/VM, which must exist. -EEXIST if it does. */
+int qvm_storage_data_disk_locate(const struct qvm_pool *pool, const char *vm, const char *disk,
+                                 struct qvm_disk_info *ret, struct qvm_error *err);
+int qvm_storage_data_disk_create(const struct qvm_pool *pool, const char *vm, const char *disk,
+                                 uint64_t size, struct qvm_error *err);
+
 /* Subvolume POOL/vms/VM/DISK holding a sparse disk.raw of SIZE bytes. */
 int qvm_btrfs_disk_create(const struct qvm_pool *pool, const char *vm, const char *disk,
                           uint64_t size, struct qvm_error *err);
