@@ -6,8 +6,10 @@
 # its static lease over real DHCP; the host resolves the VM by name
 # through libnss_qvm (ping and ssh by name), the guest resolves it through
 # dnsmasq, and the guest reaches the outside through NAT (the outside sees
-# the host's address, never the guest's). Tear-down leaves no bridge, tap,
-# dnsmasq or nftables rule.
+# the host's address, never the guest's). The VM also has two disks on two
+# pools (its image disk on the dir pool, a data disk on a Btrfs pool), so
+# one boot shows all four devices. Tear-down leaves no bridge, tap, dnsmasq
+# or nftables rule.
 source "$(dirname "$0")/../lib.sh"
 new_root
 chmod 755 "$T"     # dnsmasq drops to its own user, which must reach the leases
@@ -30,6 +32,8 @@ cleanup() {
     cleanup_root
 }
 trap cleanup EXIT
+source "$top/tests/pools/btrfs.sh"
+make_btrfs_pool data 512 || { done_testing; exit; }
 ip -n "$NS" link set lo up
 ip -n "$OUT" link set lo up
 ip link add "vh$$" netns "$NS" type veth peer name "vo$$" netns "$OUT"
@@ -82,9 +86,11 @@ network:
   - network=lan
   - network: lan2
 disk:
-  size: 4
-  zvol:
-    base: debian12
+  - size: 4
+    zvol:
+      base: debian12
+  - size: 1
+    pool: data
 ---
 qvm: user-data
 hostname: web1
@@ -129,6 +135,15 @@ run_qvm up "$T/web1.yaml"
 run_qvm wait web1 --timeout 900
 [ "$rc" = 0 ] && ok "cloud-init finished in web1" || { not_ok "wait"; echo "$out$err" | diag; tail -30 "$QVM_ROOT/var/lib/qvm/pools/default/vms/web1/console.log" | diag; }
 
+run_qvm exec web1 -- lsblk -b -d -n -o NAME,SIZE
+sizes=$(sort <<<"$out" | awk '{print $1 "=" $2}' | tr '\n' ' ')
+grep -q "vda=4294967296 " <<<"$sizes" && grep -q "vdb=1073741824 " <<<"$sizes" &&
+    ok "the guest sees both disks: vda 4 GiB (dir pool), vdb 1 GiB (Btrfs pool)" || { not_ok "guest disks: $sizes"; echo "$err" | diag; }
+[ -f "$BTRFS_MNT/vms/web1/disk1/disk.raw" ] && ok "the data disk lives in the Btrfs pool" || { not_ok "data disk placement"; find "$BTRFS_MNT" | diag; }
+run_qvm exec web1 -- sh -c 'ls /sys/class/net | grep -v lo | while read i; do echo "$i $(cat /sys/class/net/$i/address)"; done'
+nics=$(sort <<<"$out" | tr '\n' ' ')
+grep -q "eth0 ${macs[0]} " <<<"$nics" && grep -q "eth1 ${macs[1]} " <<<"$nics" &&
+    ok "the guest sees both NICs with their MACs: $nics" || { not_ok "guest NICs: $nics"; echo "$err" | diag; }
 ip1=$(awk '$1 == "web1" {print $3}' "$QVM_ROOT/var/lib/qvm/networks/lan/leases")
 ip2=$(awk '$1 == "web1" {print $3}' "$QVM_ROOT/var/lib/qvm/networks/lan2/leases")
 guest=$("$QVM" exec web1 -- ip -4 -o addr show 2>&1)
@@ -177,6 +192,7 @@ run_qvm stop web1
 [ "$rc" = 0 ] && ok "qvm stop web1" || { not_ok "stop"; echo "$err" | diag; }
 [ -z "$(ip -n "$NS" -br link | grep '^qvm[0-9a-f]\{8\}n')" ] && ok "no tap is left once QEMU is gone" || { not_ok "taps left"; ip -n "$NS" link | diag; }
 run_qvm rm web1
+[ ! -e "$BTRFS_MNT/vms/web1" ] && ok "rm removed the data disk from the Btrfs pool" || { not_ok "data disk left"; find "$BTRFS_MNT/vms" | diag; }
 run_qvm net rm lan lan2
 [ "$rc" = 0 ] && ok "net rm lan lan2" || { not_ok "net rm"; echo "$err" | diag; }
 now_net=$(net_state)

@@ -21,6 +21,7 @@
 
 #include <json-c/json.h>
 
+#include "core/memory.h"
 #include "core/bundle_stream.h"
 #include "core/journal.h"
 #include "core/lifecycle.h"
@@ -654,7 +655,7 @@ int qvm_vm_import(struct qvm_ctx *ctx, const struct qvm_import_opts *opts, int i
             qvm_err_wrap(err, "the imported definition");
     }
     if (r == 0 && !opts->no_start)
-        r = qvm_vm_start_qemu(ctx, &vm, j, err);
+        r = qvm_memory_start_qemu(ctx, &vm, j, err);   /* memory admission, ZFS ARC */
     if (r == 0 && !opts->no_start)
         r = qvm_fault_point("qemu-started", err);
     if (r == 0) {

@@ -27,6 +27,7 @@
 
 #include <yaml.h>
 
+#include "core/memory.h"
 #include "core/journal.h"
 #include "core/lifecycle.h"
 #include "core/monitor.h"
@@ -527,7 +528,7 @@ int qvm_clone(struct qvm_ctx *ctx, const char *src, const char *dst,
     if (r == 0)
         r = qvm_fault_point("definition-written", err);
     if (r == 0 && !opts->no_start)
-        r = qvm_vm_start_qemu(ctx, &dvm, j, err);
+        r = qvm_memory_start_qemu(ctx, &dvm, j, err);   /* memory admission, ZFS ARC */
     if (r == 0 && !opts->no_start)
         r = qvm_fault_point("qemu-started", err);
     if (r == 0) {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/monitor.h"
+#include "core/memory.h"
 #include "core/net.h"
 #include "core/pools.h"
 #include "core/process.h"
@@ -489,8 +490,10 @@ int qvm_lv_start(struct qvm_ctx *ctx, struct qvm_vm *vm, struct qvm_error *err)
     }
     struct qvm_journal *j = NULL;
     r = qvm_journal_begin(ctx, "start", "vm", vm->spec.name, &j, err);
+    /* Admitted against the host's memory like qvm's own QEMU (memory.h):
+     * it ends in qvm_lv_start_in. */
     if (r == 0)
-        r = start_in(ctx, lv, vm, j, err);
+        r = qvm_memory_start_qemu(ctx, vm, j, err);
     if (r == 0) {
         r = qvm_journal_commit(j, err);
         j = NULL;
