@@ -142,7 +142,22 @@ run_qvm net ls
 grep -qE "^lan .* up .*web1 \($ip1\)" <<<"$out" && ok "net ls shows web1 and its address" || { not_ok "net ls"; echo "$out" | diag; }
 run_qvm stop --force web1
 [ -z "$(ip -n "$NS" -br link show master qvm-lan)" ] && ok "the tap is gone with the stopped VM" || { not_ok "tap left"; ip -n "$NS" link | diag; }
+# A host reboot takes the host side away: bridge, table, dnsmasq.
+reboot_net() {
+    local sup
+    sup=$("$QVM" net ls --json | python3 -c "import json,sys; print([n for n in json.load(sys.stdin) if n['name']=='$1'][0]['supervisor_pid'])")
+    kill "$sup"
+    ip -n "$NS" link del "qvm-$1"
+    inns nft delete table ip "qvm-$1"
+    for i in $(seq 50); do "$QVM" net ls | grep -qE "^$1 .* down " && break; sleep 0.1; done
+}
+reboot_net lan
+"$QVM" net ls | grep -qE "^lan .* down " && ok "net ls shows a network whose host side is gone as down" || { not_ok "down state"; "$QVM" net ls | diag; }
 run_qvm start web1
+[ "$rc" = 0 ] && "$QVM" net ls | grep -qE "^lan .* up " && ok "starting a VM brings its network back up" || { not_ok "start brings lan up"; echo "$err" | diag; "$QVM" net ls | diag; }
+reboot_net auto
+run_qvm net up
+[ "$rc" = 0 ] && "$QVM" net ls | grep -qE "^auto .* up " && ok "net up brings every network back up" || { not_ok "net up"; echo "$err" | diag; }
 grep -q "^web1 $mac1 $ip1$" "$QVM_ROOT/var/lib/qvm/networks/lan/leases" && ok "a restart keeps the lease" || not_ok "lease changed"
 
 # Two NICs on two networks, and one on a bridge qvm does not manage.
