@@ -398,8 +398,44 @@ static void test_data_disks(void)
     free(d4);
 }
 
+/* Several NICs: taps for network/bridge NICs as the fds qvm passes, a user
+ * NIC's forward on the first only, each NIC's own MAC and netdev id. */
+static void test_several_nics(void)
+{
+    struct qvm_vm_spec s = base_spec();
+    s.net.type = QVM_NET_NETWORK;
+    s.net.source = "lan";
+    s.nextra_nets = 2;
+    s.extra_nets[0] = (struct qvm_net_spec){ .type = QVM_NET_BRIDGE, .source = "br0", .model = "e1000",
+                                             .mac = "52:54:00:00:00:02", .ssh_port = -1 };
+    s.extra_nets[1] = (struct qvm_net_spec){ .type = QVM_NET_USER, .model = "virtio",
+                                             .mac = "52:54:00:00:00:03", .ssh_port = -1 };
+    struct qvm_qemu_config c = base_cfg(&s);
+    c.ssh_port = 0;
+    c.tap_fd[0] = 3;
+    c.tap_fd[1] = 4;
+    c.extra_macs[1] = "52:54:00:00:00:22";       /* the MAC in use wins over the spec's */
+    char *line = argv_line(&c);
+    CHECK_CONTAINS(line, "-netdev tap,id=net0,fd=3 -device virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56",
+                   "NIC 0: a tap on fd 3 with the VM's MAC");
+    CHECK_CONTAINS(line, "-netdev tap,id=net1,fd=4 -device e1000,netdev=net1,mac=52:54:00:00:00:22",
+                   "NIC 1: a tap on fd 4, e1000, the MAC in use");
+    CHECK_CONTAINS(line, "-netdev user,id=net2 -device virtio-net-pci,netdev=net2,mac=52:54:00:00:00:03",
+                   "NIC 2: user networking without a forward");
+    CHECK(line && !strstr(line, "hostfwd"), "no forward on a VM whose first NIC is a tap");
+    free(line);
+
+    s.net.type = QVM_NET_USER;
+    s.net.source = NULL;
+    c.ssh_port = 2222;
+    char *n = arg_after(&c, "-netdev", "user,id=net0");
+    CHECK_STR(n, "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22", "a user first NIC keeps its forward");
+    free(n);
+}
+
 int main(void)
 {
+    test_several_nics();
     test_data_disks();
     test_main_case();
     test_none_vnc_kvm_block();

@@ -221,6 +221,46 @@ static void test_forms(void)
     }
 }
 
+static void test_nic_lists(void)
+{
+    struct qvm_vm_spec s;
+    struct qvm_error e;
+    int r = parse("qvm: vm\nname: t\ndisk: {zvol: {base: a}}\nnetwork:\n  - network=lan\n"
+                  "  - {bridge: br0, model: e1000, mac: 52:54:00:AA:bb:01}\n  - user\n" TAIL, &s, &e);
+    CHECK(r == 0, "a list of three NICs parses: %s", e.msg);
+    if (r == 0) {
+        CHECK(qvm_spec_nic_count(&s) == 3, "three NICs");
+        CHECK(s.net.type == QVM_NET_NETWORK && !strcmp(s.net.source, "lan"), "NIC 0: network lan");
+        CHECK(s.net.ssh_port == -1, "NIC 0 on a network forwards no SSH");
+        CHECK(s.extra_nets[0].type == QVM_NET_BRIDGE && !strcmp(s.extra_nets[0].source, "br0"),
+              "NIC 1: bridge br0");
+        CHECK_STR(s.extra_nets[0].model, "e1000", "NIC 1 model");
+        CHECK_STR(s.extra_nets[0].mac, "52:54:00:aa:bb:01", "NIC 1 MAC, lower-cased");
+        CHECK(s.extra_nets[1].type == QVM_NET_USER && s.extra_nets[1].ssh_port == -1,
+              "NIC 2: user, no forward (only the first NIC forwards)");
+        CHECK_STR(s.extra_nets[1].model, "virtio", "NIC 2 gets the default model");
+        qvm_spec_release(&s);
+    }
+    r = parse("qvm: vm\nname: t\ndisk: {zvol: {base: a}}\nnetwork: [user]\n" TAIL, &s, &e);
+    CHECK(r == 0 && qvm_spec_nic_count(&s) == 1 && s.net.ssh_port == 0,
+          "a list of one user NIC is the single form");
+    if (r == 0)
+        qvm_spec_release(&s);
+    expect_vm_err("qvm: vm\nname: t\ndisk: {zvol: {base: a}}\nnetwork: []\n",
+                  "t.yaml:4:10: key 'vm.network': an empty list", "an empty NIC list");
+    expect_vm_err("qvm: vm\nname: t\ndisk: {zvol: {base: a}}\nnetwork: [user, user, user, user, user, user, user, user, user]\n",
+                  "t.yaml:4:10: key 'vm.network': 9 NICs: at most 8", "nine NICs");
+    expect_vm_err("qvm: vm\nname: t\ndisk: {zvol: {base: a}}\nnetwork:\n  - user\n  - {type: user, ssh-port: 2200}\n",
+                  "t.yaml:6:28: key 'vm.network[1].ssh-port': only the first NIC forwards SSH",
+                  "a forward on a second NIC");
+    expect_vm_err("qvm: vm\nname: t\ndisk: {zvol: {base: a}}\nnetwork:\n  - none\n  - user\n",
+                  "t.yaml:5:5: key 'vm.network[1]': 'none' is only for a VM's only NIC",
+                  "none beside another NIC");
+    expect_vm_err("qvm: vm\nname: t\ndisk: {zvol: {base: a}}\nnetwork:\n  - user\n  - {bogus: 1}\n",
+                  "t.yaml:6:6: key 'vm.network[1].bogus': unsupported option 'bogus'",
+                  "an unknown key in a list item names its index");
+}
+
 static void test_hello_example(void)
 {
     struct qvm_vm_spec s;
@@ -761,6 +801,7 @@ int main(void)
     test_full();
     test_defaults();
     test_forms();
+    test_nic_lists();
     test_hello_example();
     test_user_data_text();
     test_meta_data();
