@@ -158,6 +158,19 @@ run_qvm start web1
 reboot_net auto
 run_qvm net up
 [ "$rc" = 0 ] && "$QVM" net ls | grep -qE "^auto .* up " && ok "net up brings every network back up" || { not_ok "net up"; echo "$err" | diag; }
+reboot_net auto
+run_qvm doctor
+grep -q "network 'auto' is not fully up (bridge no, NAT no, dnsmasq no)" <<<"$out$err" &&
+    ok "doctor finds a network that is down" || { not_ok "doctor network-down"; echo "$out$err" | diag; }
+run_qvm doctor --repair
+"$QVM" net ls | grep -qE "^auto .* up " && ok "doctor --repair brings it up" || { not_ok "doctor repair network"; echo "$out$err" | diag; }
+echo "ghost 52:54:00:00:00:99 10.77.0.250" >>"$QVM_ROOT/var/lib/qvm/networks/lan/leases"
+run_qvm doctor
+grep -q "network 'lan' holds a lease for VM 'ghost', which does not exist" <<<"$out$err" &&
+    ok "doctor finds the lease of a VM that is gone" || { not_ok "doctor stale lease"; echo "$out$err" | diag; }
+run_qvm doctor --repair
+! grep -q "^ghost " "$QVM_ROOT/var/lib/qvm/networks/lan/leases" && grep -q "^web1 " "$QVM_ROOT/var/lib/qvm/networks/lan/leases" &&
+    ok "doctor --repair drops it, keeping web1's" || not_ok "stale lease kept"
 grep -q "^web1 $mac1 $ip1$" "$QVM_ROOT/var/lib/qvm/networks/lan/leases" && ok "a restart keeps the lease" || not_ok "lease changed"
 
 # Two NICs on two networks, and one on a bridge qvm does not manage.

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/journal.h"
+#include "core/net.h"
 #include "core/pools.h"
 #include "core/vm.h"
 #include "core/process.h"
@@ -284,6 +285,47 @@ static void check_runtime(struct qvm_ctx *ctx, bool repair, struct findings *f)
     free(vms);
 }
 
+/* qvm networks whose host side is not all there (after a reboot, or a
+ * bridge or table removed by hand), and leases of VMs that are gone. */
+static void check_networks(struct qvm_ctx *ctx, bool repair, struct findings *f)
+{
+    char **names;
+    size_t nn;
+    if (qvm_net_list_names(ctx, &names, &nn, NULL) < 0)
+        return;
+    for (size_t i = 0; i < nn; i++) {
+        struct qvm_network n;
+        if (qvm_net_load(ctx, names[i], &n, NULL) == 0) {
+            struct qvm_net_status st;
+            qvm_net_status(ctx, &n, &st);
+            if (!st.bridge || !st.nat || !st.dnsmasq) {
+                struct qvm_error e = { 0 };
+                bool fixed = repair && qvm_net_up(ctx, &n, &e) == 0;
+                add(f, "network-down", fixed,
+                    xasprintf("network '%s' is not fully up (bridge %s, NAT %s, dnsmasq %s)%s%s",
+                              n.name, st.bridge ? "yes" : "no", st.nat ? "yes" : "no",
+                              st.dnsmasq ? "yes" : "no", repair && !fixed ? ": " : "",
+                              repair && !fixed ? e.msg : ""));
+            }
+            char **vms;
+            size_t nv;
+            if (qvm_net_leased_vms(&n, &vms, &nv, NULL) == 0) {
+                for (size_t k = 0; k < nv; k++) {
+                    if (!bundle_exists(ctx, vms[k]))
+                        add(f, "stale-lease", repair && qvm_net_forget_vm(ctx, vms[k], NULL) == 0,
+                            xasprintf("network '%s' holds a lease for VM '%s', which does not exist",
+                                      n.name, vms[k]));
+                    free(vms[k]);
+                }
+                free(vms);
+            }
+            qvm_net_release(&n);
+        }
+        free(names[i]);
+    }
+    free(names);
+}
+
 int qvm_doctor(struct qvm_ctx *ctx, bool repair, struct qvm_finding **ret, size_t *ret_n,
                struct qvm_error *err)
 {
@@ -311,6 +353,7 @@ int qvm_doctor(struct qvm_ctx *ctx, bool repair, struct qvm_finding **ret, size_
     check_runtime(ctx, repair, &f);
     check_processes(ctx, repair, &f);
     check_disks(ctx, &f);
+    check_networks(ctx, repair, &f);
     *ret = f.v;
     *ret_n = f.n;
     return 0;

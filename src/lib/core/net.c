@@ -348,6 +348,23 @@ bool qvm_net_lease_of(const struct qvm_network *n, const char *vm, char *ip)
     return found;
 }
 
+int qvm_net_leased_vms(const struct qvm_network *n, char ***ret, size_t *ret_n,
+                       struct qvm_error *err)
+{
+    struct lease *l;
+    size_t nl;
+    *ret = NULL;
+    *ret_n = 0;
+    int r = leases_read(n, &l, &nl, err);
+    if (r < 0)
+        return r;
+    *ret = xcalloc(nl ? nl : 1, sizeof **ret);
+    for (size_t i = 0; i < nl; i++)
+        (*ret)[(*ret_n)++] = xstrdup(l[i].vm);
+    free(l);
+    return 0;
+}
+
 int qvm_net_forget_vm(struct qvm_ctx *ctx, const char *vm, struct qvm_error *err)
 {
     char **names;

@@ -83,6 +83,10 @@ int qvm_net_lease(struct qvm_ctx *ctx, const struct qvm_network *n, const char *
 /* The address leased to VM on N, if any (IP 16 bytes). */
 bool qvm_net_lease_of(const struct qvm_network *n, const char *vm, char *ip);
 
+/* The VMs holding a lease on N (caller frees each and the array). */
+int qvm_net_leased_vms(const struct qvm_network *n, char ***ret, size_t *ret_n,
+                       struct qvm_error *err);
+
 /* Drops VM's leases on every network (qvm rm). */
 int qvm_net_forget_vm(struct qvm_ctx *ctx, const char *vm, struct qvm_error *err);
 
