@@ -136,8 +136,24 @@ static int check_reachable(const char *dir, const char *user, struct qvm_error *
     return r;
 }
 
+static bool dnsmasq_installed(void)
+{
+    const char *path = getenv("PATH");
+    char *copy = xstrdup(path && *path ? path : "/usr/sbin:/usr/bin:/sbin:/bin");
+    bool found = false;
+    for (char *save = NULL, *d = strtok_r(copy, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
+        char *p = xasprintf("%s/dnsmasq", d);
+        found = access(p, X_OK) == 0;
+        free(p);
+    }
+    free(copy);
+    return found;
+}
+
 int qvm_net_dhcp_start(struct qvm_ctx *ctx, const struct qvm_network *n, struct qvm_error *err)
 {
+    if (!dnsmasq_installed())
+        return qvm_err(err, ENOENT, "dnsmasq not found; install the dnsmasq-base package");
     int rc = check_reachable(n->dir, dnsmasq_user(), err);
     if (rc < 0)
         return rc;
