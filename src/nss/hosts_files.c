@@ -273,8 +273,11 @@ void qvm_hosts_lookup(const struct qvm_hosts_query *q, struct qvm_hosts_result *
 
         char rel[NAME_MAX + sizeof "/hosts"];
         snprintf(rel, sizeof rel, "%s/hosts", de->d_name);
-        /* O_NONBLOCK: a FIFO planted as "hosts" must not hang the lookup. */
-        int fd = openat(dirfd(dir), rel, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        /* O_NONBLOCK: a FIFO planted as "hosts" must not hang the lookup.
+         * O_NOFOLLOW: qvm renames a regular file into place; a symlink there
+         * is not qvm's and must not make root's lookups read other files. */
+        int fd = openat(dirfd(dir), rel,
+                        O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
         if (fd < 0) {
             if (errno != ENOENT && errno != ENOTDIR)
                 note_error(r, errno);   /* a network without hosts yet is fine */
