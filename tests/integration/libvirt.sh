@@ -222,7 +222,7 @@ expect_error "a domain of the VM's name is refused, pointing to qvm adopt" "$TP"
 [ "$before_foreign" = "$(state_snapshot)" ] && defined "$A" && ok "... and nothing is changed" || not_ok "foreign domain refusal changed state"
 virsh_ undefine "$A" >/dev/null 2>&1
 vmfile "$T/n.yaml" "$B" "network: network=default"
-expect_error "network=NAME on the qemu runtime is refused" "$TP" "network network=default needs the libvirt runtime" \
+expect_error "network=NAME on the qemu runtime must name a qvm network" "$TP" "no qvm network 'default' \\(create it with qvm net create default.*or use runtime: libvirt" \
     up --no-start "$T/n.yaml"
 run_qvm up --no-start --runtime libvirt "$T/n.yaml"
 virsh_ dumpxml --inactive "$B" >"$T/n.xml" 2>/dev/null

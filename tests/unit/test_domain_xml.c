@@ -139,6 +139,16 @@ static void test_goldens(void)
         c.image = NULL;           /* a reused disk: no image in the metadata */
         c.version = NULL;
         golden("domain-network", &c);
+        /* The same name as a qvm network: its bridge, where qvm's dnsmasq
+         * holds the lease, instead of a libvirt network. */
+        snprintf(c.net_bridge, sizeof c.net_bridge, "qvm-default");
+        char *xml = NULL;
+        struct qvm_error e = { 0 };
+        CHECK(qvm_domain_xml(&c, &xml, &e) == 0, "domain XML for a qvm network: %s", e.msg);
+        CHECK_CONTAINS(xml, "<interface type=\"bridge\">\n      <source bridge=\"qvm-default\"/>",
+                       "a qvm network joins its bridge");
+        CHECK(xml && !strstr(xml, "network=\"default\""), "... and names no libvirt network");
+        free(xml);
         qvm_spec_release(&s);
     }
     /* A disk list: a scsi data disk first, the image disk booting second, a
