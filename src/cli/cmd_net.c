@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "core/net.h"
+#include "util/strbuf.h"
 
 static int net_create(struct cli *cli, int argc, char **argv)
 {
@@ -84,23 +85,24 @@ static int net_up(struct cli *cli, int argc, char **argv)
         r = qvm_net_list_names(&cli->ctx, &names, &nn, &err);
     } else {
         for (int i = optind; i < argc; i++) {
-            names = realloc(names, (nn + 1) * sizeof *names);
-            names[nn++] = strdup(argv[i]);
+            names = xrealloc(names, (nn + 1) * sizeof *names);
+            names[nn++] = xstrdup(argv[i]);
         }
     }
+    int rc = r < 0 ? cli_fail("bringing up network", &err) : 0;
     for (size_t i = 0; i < nn; i++) {
-        struct qvm_network n;
-        if (r == 0 && (r = qvm_net_load(&cli->ctx, names[i], &n, &err)) == 0) {
-            r = qvm_net_up(&cli->ctx, &n, &err);
-            if (r == 0)
-                qvm_say(&cli->ui, "Network '%s' is up", n.name);
-            qvm_net_release(&n);
-        }
+        /* Each network on its own: one that fails does not keep the rest down. */
+        struct qvm_error e = { 0 };
+        int rr = qvm_net_start(&cli->ctx, names[i], &e);
+        if (rr == 0)
+            qvm_say(&cli->ui, "Network '%s' is up", names[i]);
+        if (rr < 0)
+            rc = cli_fail("bringing up network", &e);
         free(names[i]);
     }
     free(names);
     cli_close(cli);
-    return r < 0 ? cli_fail("bringing up network", &err) : 0;
+    return rc;
 }
 
 static int net_ls(struct cli *cli, int argc, char **argv)

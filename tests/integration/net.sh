@@ -104,6 +104,19 @@ done
 [ "$pid2" != 0 ] && [ "$pid2" != "$pid1" ] && ok "a killed dnsmasq is restarted by its supervisor ($pid1 -> $pid2)" ||
     { not_ok "dnsmasq not restarted"; diag <"$QVM_ROOT/var/lib/qvm/networks/lan/dnsmasq.log"; }
 
+# A supervisor killed outright leaves its dnsmasq behind; the next start
+# stops that orphan instead of fighting it for the bridge's ports.
+sup=$("$QVM" net ls --json | python3 -c 'import json,sys; print([n for n in json.load(sys.stdin) if n["name"]=="lan"][0]["supervisor_pid"])')
+orphan=$(cat "$QVM_ROOT/var/lib/qvm/networks/lan/dnsmasq.pid")
+kill -9 "$sup"
+sleep 0.5
+run_qvm net up lan
+count=$(pgrep -f -- "$QVM_ROOT/var/lib/qvm/networks/lan/dhcp-hosts" | wc -l)
+gone() { [ ! -d "/proc/$1" ] || grep -q '^State:.*Z' "/proc/$1/status"; }   # a zombie is gone too
+[ "$rc" = 0 ] && [ "$count" = 1 ] && gone "$orphan" && "$QVM" net ls | grep -qE "^lan .* up " &&
+    ok "net up after a killed supervisor: the orphaned dnsmasq is replaced, one dnsmasq runs" ||
+    { not_ok "orphaned dnsmasq (rc=$rc, $count dnsmasq)"; { echo "$err"; cat "/proc/$orphan/status" 2>/dev/null | head -3; "$QVM" net ls; } | diag; }
+
 # --- VMs on networks (QEMU runs; no guest boots) ---------------------------------------
 raw=$T/small.raw
 truncate -s 64M "$raw"
@@ -122,6 +135,8 @@ mkdir -p "$(dirname "$host_cfg")"
 printf 'host:\n  tcg-overhead: 0\n  reserve: 256M\n' >>"$host_cfg"
 vmfile "$T/nosuch.yaml" nosuch "network: network=nosuch"
 expect_error "a network that does not exist is named" "$TP" "no qvm network 'nosuch' \(create it with qvm net create nosuch" up "$T/nosuch.yaml"
+vmfile "$T/twice.yaml" twice "network: [network=lan, network=lan]"
+expect_error "two NICs on one qvm network are refused" "$TP" "NICs 0 and 1 are both on qvm network 'lan'" up "$T/twice.yaml"
 vmfile "$T/web1.yaml" web1 "network: network=lan"
 run_qvm up "$T/web1.yaml"
 [ "$rc" = 0 ] && ok "up of a VM on network lan" || { not_ok "up on lan"; echo "$err" | diag; }

@@ -300,7 +300,7 @@ static void check_networks(struct qvm_ctx *ctx, bool repair, struct findings *f)
             qvm_net_status(ctx, &n, &st);
             if (!st.bridge || !st.nat || !st.dnsmasq) {
                 struct qvm_error e = { 0 };
-                bool fixed = repair && qvm_net_up(ctx, &n, &e) == 0;
+                bool fixed = repair && qvm_net_start(ctx, n.name, &e) == 0;
                 add(f, "network-down", fixed,
                     xasprintf("network '%s' is not fully up (bridge %s, NAT %s, dnsmasq %s)%s%s",
                               n.name, st.bridge ? "yes" : "no", st.nat ? "yes" : "no",

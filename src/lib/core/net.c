@@ -75,6 +75,14 @@ int qvm_net_name_check(const char *name, struct qvm_error *err)
     return 0;
 }
 
+/* "qvm-NAME" in a static buffer (NAME checked: it fits). */
+static const char *n_bridge_name(const char *name)
+{
+    static char buf[24];
+    snprintf(buf, sizeof buf, "qvm-%s", name);
+    return buf;
+}
+
 static char *net_dir(struct qvm_ctx *ctx, const char *name)
 {
     return xasprintf("%s/networks/%s", ctx->paths.state_dir, name);
@@ -225,7 +233,7 @@ static int leases_read(const struct qvm_network *n, struct lease **ret, size_t *
         char ip[16];
         struct in_addr a;
         if (sscanf(line, "%63s %17s %15s", l.vm, l.mac, ip) == 3 && qvm_name_valid(l.vm) &&
-            inet_pton(AF_INET, ip, &a) == 1) {
+            qvm_mac_valid(l.mac) && inet_pton(AF_INET, ip, &a) == 1) {
             l.ip = ntohl(a.s_addr);
             *ret = xrealloc(*ret, (*ret_n + 1) * sizeof **ret);
             (*ret)[(*ret_n)++] = l;
@@ -280,12 +288,10 @@ static uint32_t name_hash(const char *s)
     return h;
 }
 
-int qvm_net_lease(struct qvm_ctx *ctx, const struct qvm_network *n, const char *vm,
-                  const char *mac, char *ip, struct qvm_error *err)
+/* The lease of VM with MAC on N; the caller holds N's lock. */
+static int lease_locked(const struct qvm_network *n, const char *vm, const char *mac, char *ip,
+                        struct qvm_error *err)
 {
-    int lock = lock_net(ctx, n->name, err);
-    if (lock < 0)
-        return lock;
     struct lease *l;
     size_t nl;
     int r = leases_read(n, &l, &nl, err);
@@ -296,7 +302,6 @@ int qvm_net_lease(struct qvm_ctx *ctx, const struct qvm_network *n, const char *
     if (r == 0 && found < nl && strcmp(l[found].mac, mac) == 0) {
         qvm_net_format_ip(l[found].ip, ip, 16);
         free(l);
-        qvm_unlock(lock);
         return 0;
     }
     if (r == 0 && found == nl) {
@@ -328,6 +333,16 @@ int qvm_net_lease(struct qvm_ctx *ctx, const struct qvm_network *n, const char *
         r = leases_write(n, l, nl, err);
     }
     free(l);
+    return r;
+}
+
+int qvm_net_lease(struct qvm_ctx *ctx, const struct qvm_network *n, const char *vm,
+                  const char *mac, char *ip, struct qvm_error *err)
+{
+    int lock = lock_net(ctx, n->name, err);
+    if (lock < 0)
+        return lock;
+    int r = lease_locked(n, vm, mac, ip, err);
     qvm_unlock(lock);
     return r;
 }
@@ -365,35 +380,47 @@ int qvm_net_leased_vms(const struct qvm_network *n, char ***ret, size_t *ret_n,
     return 0;
 }
 
-int qvm_net_forget_vm(struct qvm_ctx *ctx, const char *vm, struct qvm_error *err)
+/* Drops VM's leases on every network but those in KEEP (NKEEP names). Goes
+ * through every network; returns the first error. */
+static int forget_vm_except(struct qvm_ctx *ctx, const char *vm, const char *const *keep,
+                            size_t nkeep, struct qvm_error *err)
 {
     char **names;
     size_t nn;
     int r = qvm_net_list_names(ctx, &names, &nn, err);
     for (size_t i = 0; i < nn; i++) {
+        bool kept = false;
+        for (size_t k = 0; k < nkeep && !kept; k++)
+            kept = strcmp(keep[k], names[i]) == 0;
         struct qvm_network n;
-        if (r == 0 && qvm_net_load(ctx, names[i], &n, err) == 0) {
-            int lock = lock_net(ctx, n.name, err);
+        struct qvm_error e = { 0 };
+        int rr = kept ? 0 : qvm_net_load(ctx, names[i], &n, &e);
+        if (!kept && rr == 0) {
+            int lock = lock_net(ctx, n.name, &e);
             struct lease *l = NULL;
             size_t nl = 0, k = 0;
-            if (lock < 0)
-                r = lock;
-            else
-                r = leases_read(&n, &l, &nl, err);
-            for (size_t j = 0; r == 0 && j < nl; j++)
+            rr = lock < 0 ? lock : leases_read(&n, &l, &nl, &e);
+            for (size_t j = 0; rr == 0 && j < nl; j++)
                 if (strcmp(l[j].vm, vm) != 0)
                     l[k++] = l[j];
-            if (r == 0 && k != nl)
-                r = leases_write(&n, l, k, err);
+            if (rr == 0 && k != nl)
+                rr = leases_write(&n, l, k, &e);
             free(l);
             if (lock >= 0)
                 qvm_unlock(lock);
             qvm_net_release(&n);
         }
+        if (rr < 0 && r == 0)
+            r = qvm_err(err, -rr, "%s", e.msg);
         free(names[i]);
     }
     free(names);
     return r;
+}
+
+int qvm_net_forget_vm(struct qvm_ctx *ctx, const char *vm, struct qvm_error *err)
+{
+    return forget_vm_except(ctx, vm, NULL, 0, err);
 }
 
 /* ---- create, up, down, remove -------------------------------------------------- */
@@ -415,7 +442,9 @@ void qvm_net_status(struct qvm_ctx *ctx, const struct qvm_network *n, struct qvm
 static int up_steps(struct qvm_ctx *ctx, const struct qvm_network *n, bool faults,
                     struct qvm_error *err)
 {
-    int r = qvm_net_bridge_up(n, err);
+    int r = qvm_net_dhcp_check(n, err);
+    if (r == 0)
+        r = qvm_net_bridge_up(n, err);
     if (r == 0 && faults)
         r = qvm_fault_point("net-bridge-up", err);
     if (r == 0)
@@ -434,6 +463,21 @@ static int up_steps(struct qvm_ctx *ctx, const struct qvm_network *n, bool fault
 int qvm_net_up(struct qvm_ctx *ctx, const struct qvm_network *n, struct qvm_error *err)
 {
     return up_steps(ctx, n, false, err);
+}
+
+int qvm_net_start(struct qvm_ctx *ctx, const char *name, struct qvm_error *err)
+{
+    int r = qvm_net_name_check(name, err);
+    int lock = r < 0 ? r : lock_net(ctx, name, err);
+    if (lock < 0)
+        return lock;
+    struct qvm_network n;
+    r = qvm_net_load(ctx, name, &n, err);
+    if (r == 0)
+        r = qvm_net_up(ctx, &n, err);
+    qvm_net_release(&n);
+    qvm_unlock(lock);
+    return r;
 }
 
 /* Whether another network than EXCEPT is still there (forwarding stays on). */
@@ -556,10 +600,21 @@ int qvm_net_create(struct qvm_ctx *ctx, const char *name, const char *subnet_tex
         return qvm_err(err, EEXIST, "an interface named qvm-%s exists already (not a qvm network: "
                        "remove it or choose another name)", name);
 
+    /* One create, rm or start at a time on a network; checked again under
+     * the lock. */
+    int lock = lock_net(ctx, name, err);
+    if (lock < 0)
+        return lock;
+    if (qvm_net_exists(ctx, name) || qvm_net_link_exists(n_bridge_name(name))) {
+        qvm_unlock(lock);
+        return qvm_err(err, EEXIST, "network '%s' exists", name);
+    }
     struct qvm_journal *j = NULL;
     r = qvm_journal_begin(ctx, "net-create", "net", name, &j, err);
-    if (r < 0)
+    if (r < 0) {
+        qvm_unlock(lock);
         return r;
+    }
     /* The subnet is checked under the lock's journal, after any earlier
      * half-done create was rolled back. */
     r = subnet_text ? check_subnet_free(ctx, subnet, prefix, err) : pick_subnet(ctx, &subnet, err);
@@ -605,15 +660,22 @@ int qvm_net_create(struct qvm_ctx *ctx, const char *name, const char *subnet_tex
     }
     free(parent);
     qvm_net_release(&n);
+    qvm_unlock(lock);
     return r;
 }
 
 int qvm_net_remove(struct qvm_ctx *ctx, const char *name, struct qvm_error *err)
 {
     struct qvm_network n;
-    int r = qvm_net_load(ctx, name, &n, err);
-    if (r < 0)
+    int r = qvm_net_name_check(name, err);
+    int lock = r < 0 ? r : lock_net(ctx, name, err);
+    if (lock < 0)
+        return lock;
+    r = qvm_net_load(ctx, name, &n, err);
+    if (r < 0) {
+        qvm_unlock(lock);
         return r;
+    }
     struct qvm_journal *j = NULL;
     r = qvm_journal_begin(ctx, "net-rm", "net", name, &j, err);
     char **users = NULL;
@@ -664,6 +726,7 @@ int qvm_net_remove(struct qvm_ctx *ctx, const char *name, struct qvm_error *err)
     free(json);
     free(json_trash);
     qvm_net_release(&n);
+    qvm_unlock(lock);
     return r;
 }
 
@@ -682,6 +745,13 @@ int qvm_net_check_spec(struct qvm_ctx *ctx, const struct qvm_vm_spec *s, struct 
 {
     for (size_t i = 0; i < qvm_spec_nic_count(s); i++) {
         const struct qvm_net_spec *nic = i == 0 ? &s->net : &s->extra_nets[i - 1];
+        for (size_t k = 0; k < i && nic->type == QVM_NET_NETWORK; k++) {
+            const struct qvm_net_spec *o = k == 0 ? &s->net : &s->extra_nets[k - 1];
+            if (o->type == QVM_NET_NETWORK && strcmp(o->source, nic->source) == 0 &&
+                qvm_net_exists(ctx, nic->source))
+                return qvm_err(err, EINVAL, "vm.network: NICs %zu and %zu are both on qvm network "
+                               "'%s' (a VM has one address per network)", k, i, nic->source);
+        }
         if (nic->type == QVM_NET_NETWORK && !qvm_net_exists(ctx, nic->source))
             return qvm_err(err, ENOENT, "vm.network%s: no qvm network '%s' (create it with qvm net "
                            "create %s --subnet A.B.C.0/24, or use runtime: libvirt for a libvirt "
@@ -690,18 +760,42 @@ int qvm_net_check_spec(struct qvm_ctx *ctx, const struct qvm_vm_spec *s, struct 
     return 0;
 }
 
-/* NIC I of VM on qvm network N: up, leased. */
+/* NIC I of VM on qvm network N: up, leased, under N's lock (a start
+ * racing another start or a net rm of N). */
 static int prepare_nic(struct qvm_ctx *ctx, const struct qvm_vm *vm, size_t i,
                        const struct qvm_network *n, struct qvm_error *err)
 {
+    int lock = lock_net(ctx, n->name, err);
+    if (lock < 0)
+        return lock;
     char ip[16];
-    int r = qvm_net_up(ctx, n, err);
+    int r = 0;
+    if (!qvm_net_exists(ctx, n->name))
+        r = qvm_err(err, ENOENT, "network '%s' was removed", n->name);
     if (r == 0)
-        r = qvm_net_lease(ctx, n, vm->spec.name, qvm_vm_nic_mac_of(vm, i), ip, err);
+        r = qvm_net_up(ctx, n, err);
+    if (r == 0)
+        r = lease_locked(n, vm->spec.name, qvm_vm_nic_mac_of(vm, i), ip, err);
+    qvm_unlock(lock);
     if (r == 0)
         qvm_say(ctx->ui, "NIC %zu on network '%s' (%s, %s)", i, n->name, ip,
                 qvm_vm_nic_mac_of(vm, i));
     return r;
+}
+
+/* Leases VM holds on networks none of its NICs names now (after an edit). */
+static void forget_unused(struct qvm_ctx *ctx, const struct qvm_vm *vm)
+{
+    const char *keep[QVM_SPEC_MAX_NICS];
+    size_t nkeep = 0;
+    for (size_t i = 0; i < qvm_spec_nic_count(&vm->spec); i++) {
+        const struct qvm_net_spec *nic = i == 0 ? &vm->spec.net : &vm->spec.extra_nets[i - 1];
+        if (nic->type == QVM_NET_NETWORK && nic->source)
+            keep[nkeep++] = nic->source;
+    }
+    struct qvm_error e = { 0 };
+    if (forget_vm_except(ctx, vm->spec.name, keep, nkeep, &e) < 0)
+        qvm_warn(ctx->ui, "%s", e.msg);
 }
 
 int qvm_net_prepare_vm(struct qvm_ctx *ctx, const struct qvm_vm *vm, struct qvm_error *err)
@@ -717,6 +811,8 @@ int qvm_net_prepare_vm(struct qvm_ctx *ctx, const struct qvm_vm *vm, struct qvm_
             r = prepare_nic(ctx, vm, i, &n, err);
         qvm_net_release(&n);
     }
+    if (r == 0)
+        forget_unused(ctx, vm);
     return r;
 }
 
@@ -749,6 +845,8 @@ int qvm_net_attach_vm(struct qvm_ctx *ctx, const struct qvm_vm *vm, int fds[], s
     if (r < 0) {
         qvm_net_close_fds(fds, count);
         qvm_err_wrap(err, "cannot connect VM '%s' to its network", s->name);
+    } else {
+        forget_unused(ctx, vm);
     }
     return r;
 }

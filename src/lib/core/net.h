@@ -70,6 +70,9 @@ int qvm_net_users(struct qvm_ctx *ctx, const char *name, char ***ret, size_t *re
  * supervisor and dnsmasq. Idempotent. */
 int qvm_net_up(struct qvm_ctx *ctx, const struct qvm_network *n, struct qvm_error *err);
 
+/* qvm_net_up of network NAME under its lock (net up, doctor --repair). */
+int qvm_net_start(struct qvm_ctx *ctx, const char *name, struct qvm_error *err);
+
 /* Takes the host side down (best effort; what could not be undone is
  * appended to FAILED). Idempotent. */
 void qvm_net_down(struct qvm_ctx *ctx, const char *name, struct strbuf *failed);

@@ -113,6 +113,8 @@ char **qvm_net_dnsmasq_argv(const struct qvm_network *n, const char *user)
 }
 
 
+static void stop_pid(pid_t pid);
+
 static const char *dnsmasq_user(void)
 {
     return getpwnam("dnsmasq") ? "dnsmasq" : "nobody";
@@ -150,17 +152,43 @@ static bool dnsmasq_installed(void)
     return found;
 }
 
-int qvm_net_dhcp_start(struct qvm_ctx *ctx, const struct qvm_network *n, struct qvm_error *err)
+int qvm_net_dhcp_check(const struct qvm_network *n, struct qvm_error *err)
 {
     if (!dnsmasq_installed())
         return qvm_err(err, ENOENT, "dnsmasq not found; install the dnsmasq-base package");
-    int rc = check_reachable(n->dir, dnsmasq_user(), err);
+    return check_reachable(n->dir, dnsmasq_user(), err);
+}
+
+/* The last line of the log at PATH (it grows with --log-dhcp: only its end
+ * is read). BUF gets it. */
+static void log_tail(const char *path, char *buf, size_t size)
+{
+    snprintf(buf, size, "empty");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    char tail[4096];
+    off_t end = lseek(fd, 0, SEEK_END);
+    off_t from = end > (off_t)sizeof tail - 1 ? end - (off_t)sizeof tail + 1 : 0;
+    ssize_t n = pread(fd, tail, sizeof tail - 1, from);
+    close(fd);
+    if (n > 0) {
+        tail[n] = '\0';
+        snprintf(buf, size, "%s", qvm_last_line(tail));
+    }
+}
+
+int qvm_net_dhcp_start(struct qvm_ctx *ctx, const struct qvm_network *n, struct qvm_error *err)
+{
+    int rc = qvm_net_dhcp_check(n, err);
     if (rc < 0)
         return rc;
     pid_t sup, dns;
     qvm_net_dhcp_pids(n, &sup, &dns);
     if (sup && dns)
         return 0;
+    if (!sup && dns)
+        stop_pid(dns);      /* orphaned by a killed supervisor: it holds the bridge's ports */
     char exe[4096];
     ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (len <= 0)
@@ -210,21 +238,25 @@ int qvm_net_dhcp_start(struct qvm_ctx *ctx, const struct qvm_network *n, struct 
         int st;
         waitpid(pid, &st, 0);
     }
+    /* Up once the same dnsmasq has lived a moment: one that exits at once
+     * (a port taken, a bad option) must not count as started. */
     struct timespec ts = { 0, 50 * 1000 * 1000 };
-    for (int waited = 0; waited < START_WAIT_MS; waited += 50) {
+    pid_t seen = 0;
+    int alive_ms = 0;
+    for (int waited = 0; waited < START_WAIT_MS && alive_ms < 300; waited += 50) {
         qvm_net_dhcp_pids(n, &sup, &dns);
-        if (sup && dns)
-            break;
+        if (sup && dns && dns == seen)
+            alive_ms += 50;
+        else
+            alive_ms = 0;
+        seen = dns;
         nanosleep(&ts, NULL);
     }
     int r = 0;
-    if (!sup || !dns) {
-        char *text = NULL;
-        size_t tl;
-        qvm_read_file(log, 1 << 20, &text, &tl, NULL);
-        r = qvm_err(err, EIO, "dnsmasq of network '%s' did not start (%s: %s)", n->name, log,
-                    text ? qvm_last_line(text) : "empty");
-        free(text);
+    if (alive_ms < 300) {
+        char last[512];
+        log_tail(log, last, sizeof last);
+        r = qvm_err(err, EIO, "dnsmasq of network '%s' did not start (%s: %s)", n->name, log, last);
     }
     free(log);
     return r;
@@ -242,10 +274,8 @@ static void stop_pid(pid_t pid)
 void qvm_net_dhcp_stop(const char *net_dir)
 {
     char *sup = in_dir(net_dir, "supervisor.pid");
-    pid_t s = locked_pid(sup), d = dnsmasq_pid(net_dir);
-    stop_pid(s);            /* it stops its dnsmasq */
-    if (d && qvm_process_alive(d))
-        stop_pid(d);        /* an orphan of a killed supervisor */
+    stop_pid(locked_pid(sup));     /* it stops its dnsmasq */
+    stop_pid(dnsmasq_pid(net_dir)); /* read again (pid and command line): an orphan of a killed supervisor */
     free(sup);
 }
 

@@ -13,6 +13,10 @@
 
 #include "core/net.h"
 
+/* Whether dnsmasq is installed and can reach N's files once it drops to
+ * its user: checked before anything of the host is changed. */
+int qvm_net_dhcp_check(const struct qvm_network *n, struct qvm_error *err);
+
 /* Starts the supervisor unless it runs; waits until dnsmasq answers (its
  * pid file names a live process) or fails with the log's last line. */
 int qvm_net_dhcp_start(struct qvm_ctx *ctx, const struct qvm_network *n, struct qvm_error *err);

@@ -126,6 +126,17 @@ static char *forward_saved(struct qvm_ctx *ctx)
     return xasprintf("%s/networks/.ip_forward", ctx->paths.state_dir);
 }
 
+static int write_ip_forward(const char *val, size_t len, struct qvm_error *err)
+{
+    int fd = open(IP_FORWARD, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return qvm_err_errno(err, errno, "cannot open %s", IP_FORWARD);
+    int r = qvm_write_all(fd, val, len, IP_FORWARD, err);
+    if (close(fd) < 0 && r == 0)
+        r = qvm_err_errno(err, errno, "cannot write %s", IP_FORWARD);
+    return r;
+}
+
 int qvm_net_forwarding_on(struct qvm_ctx *ctx, struct qvm_error *err)
 {
     char *cur = NULL;
@@ -141,14 +152,8 @@ int qvm_net_forwarding_on(struct qvm_ctx *ctx, struct qvm_error *err)
     free(cur);
     if (r < 0 || on)
         return r;
-    FILE *f = fopen(IP_FORWARD, "w");
-    if (!f || fputs("1\n", f) < 0 || fclose(f) != 0) {
-        int e = errno;
-        if (f)
-            fclose(f);
-        return qvm_err_errno(err, e, "cannot turn on IPv4 forwarding (%s)", IP_FORWARD);
-    }
-    return 0;
+    r = write_ip_forward("1\n", 2, err);
+    return r < 0 ? qvm_err_wrap(err, "cannot turn on IPv4 forwarding") : 0;
 }
 
 void qvm_net_forwarding_restore(struct qvm_ctx *ctx, struct strbuf *failed)
@@ -156,11 +161,11 @@ void qvm_net_forwarding_restore(struct qvm_ctx *ctx, struct strbuf *failed)
     char *saved = forward_saved(ctx);
     char *val = NULL;
     size_t len;
+    struct qvm_error e = { 0 };
     if (qvm_read_file(saved, 16, &val, &len, NULL) == 0) {
-        FILE *f = fopen(IP_FORWARD, "w");
-        if (!f || fputs(val, f) < 0 || fclose(f) != 0) {
+        if (write_ip_forward(val, len, &e) < 0) {
             if (failed)
-                strbuf_addf(failed, "\n  %s was not set back to %.1s", IP_FORWARD, val);
+                strbuf_addf(failed, "\n  %s was not set back to %.1s (%s)", IP_FORWARD, val, e.msg);
         } else {
             unlink(saved);
         }

@@ -401,6 +401,8 @@ int qvm_vm_load(struct qvm_ctx *ctx, const char *name, struct qvm_vm *ret, struc
     bool extra_ok = true;
     if (json_object_object_get_ex(o, "extra_networks", &xn) && json_object_is_type(xn, json_type_array)) {
         size_t cnt = json_object_array_length(xn);
+        if (cnt > QVM_SPEC_MAX_NICS - 1)
+            extra_ok = false;
         for (size_t i = 0; i < cnt && i < QVM_SPEC_MAX_NICS - 1; i++) {
             json_object *e = json_object_array_get_idx(xn, i);
             struct qvm_net_spec *x = &s->extra_nets[s->nextra_nets++];
@@ -411,8 +413,9 @@ int qvm_vm_load(struct qvm_ctx *ctx, const char *name, struct qvm_vm *ret, struc
             x->model = get_str(e, "model");
             x->mac = get_str(e, "mac");
             x->ssh_port = -1;
-            if (!x->model || !x->mac || ((x->type == QVM_NET_NETWORK || x->type == QVM_NET_BRIDGE) &&
-                                         !x->source))
+            if (!x->model || !qvm_mac_valid(x->mac) ||
+                ((x->type == QVM_NET_NETWORK || x->type == QVM_NET_BRIDGE) &&
+                 !qvm_netsource_valid(x->source)))
                 extra_ok = false;
         }
     }
@@ -425,7 +428,9 @@ int qvm_vm_load(struct qvm_ctx *ctx, const char *name, struct qvm_vm *ret, struc
                     "invalid", name, pool.name);
     } else if (!ret->disk_name || !qvm_name_valid(ret->disk_name) || !ret->disk_format ||
         !s->cpu || !s->machine || !s->boot || !s->disk.bus || !s->disk.cache || !s->net.model ||
-        !ret->mac || !extra_ok) {
+        !qvm_mac_valid(ret->mac) || !extra_ok ||
+        ((s->net.type == QVM_NET_NETWORK || s->net.type == QVM_NET_BRIDGE) &&
+         !qvm_netsource_valid(s->net.source))) {
         r = qvm_err(err, EINVAL, "VM '%s': its vm.json in pool '%s' is incomplete", name, pool.name);
     } else {
         if (!s->accel)

@@ -1,6 +1,7 @@
 #include "names.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -64,4 +65,30 @@ int qvm_image_ref_parse(const char *ref, char *ret_image, char *ret_version,
     strcpy(ret_image, name);
     strcpy(ret_version, ver);
     return 0;
+}
+
+bool qvm_mac_valid(const char *mac)
+{
+    if (!mac || strlen(mac) != 17)
+        return false;
+    bool zero = true;
+    for (size_t i = 0; i < 17; i++) {
+        if (i % 3 == 2) {
+            if (mac[i] != ':')
+                return false;
+        } else if (!strchr("0123456789abcdefABCDEF", mac[i]) || !mac[i]) {
+            return false;
+        } else if (mac[i] != '0') {
+            zero = false;
+        }
+    }
+    unsigned first = (unsigned)strtoul((char[]){ mac[0], mac[1], 0 }, NULL, 16);
+    return !zero && !(first & 1);
+}
+
+bool qvm_netsource_valid(const char *name)
+{
+    size_t len = name ? strlen(name) : 0;
+    return len > 0 && len <= 64 &&
+           strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == len;
 }

@@ -23,4 +23,12 @@ int qvm_name_check(const char *kind, const char *name, struct qvm_error *err);
 int qvm_image_ref_parse(const char *ref, char *ret_image, char *ret_version,
                         struct qvm_error *err);
 
+/* "52:54:00:12:34:56": six lower- or upper-case hex octets with colons, a
+ * unicast address, not all zero (what the spec accepts, also on load). */
+bool qvm_mac_valid(const char *mac);
+
+/* A bridge or libvirt network name as the spec accepts it:
+ * [A-Za-z0-9._-], 1 to 64 bytes. */
+bool qvm_netsource_valid(const char *name);
+
 #endif
