@@ -2256,18 +2256,58 @@ static int ds_mount(const char *dataset, struct qvm_error *err)
     return r;
 }
 
+/* The filesystems in the pool that are clones of a snapshot of DATASET and
+ * whose mounted property is MOUNTED ("yes" or "no"; ones outside
+ * pool->dataset are not looked for). Caller frees. */
+static int clones_mounted(const struct qvm_pool *pool, const char *dataset, const char *mounted,
+                          char ***ret, size_t *ret_n, struct qvm_error *err)
+{
+    const char *const top[] = { pool->dataset, NULL };
+    struct qvm_zfs_rows rows;
+    size_t n = 0, k = 0;
+    *ret = NULL;
+    *ret_n = 0;
+    int r = zfs_get("origin,mounted", top, true, &rows, NULL, err);
+    if (r < 0)
+        return r;
+    char **v = qvm_zfs_clones_of(&rows, dataset, NULL, &n);
+    for (size_t i = 0; i < n; i++) {
+        const char *m = qvm_zfs_rows_value(&rows, v[i], "mounted");
+        if (m && !strcmp(m, mounted))
+            v[k++] = v[i];
+        else
+            free(v[i]);
+    }
+    qvm_zfs_rows_release(&rows);
+    *ret = v;
+    *ret_n = k;
+    return 0;
+}
+
 /* Renames member FROM to TO: unmounted around it in dataset mode.
- * zfs-fuse can refuse a rename right after an unmount as "busy" for more
- * than zfs_run_busy's 5 s (5.8 s measured, now and then; once, on a
- * loaded machine, more than 30 s), so busy is retried for a minute here. */
+ * zfs rename unmounts FROM and every mounted clone of its snapshots (a
+ * history, a staged revert, another VM's disk), renames, and mounts them
+ * again. zfs-fuse finishes an unmount asynchronously: until it has, the
+ * clone still holds its origin snapshot and with it FROM, and the rename
+ * answers "dataset is busy"; zfs then mounts the clone again, so every
+ * retry ran the same race (measured on zfs-fuse 0.7: with a clone mounted,
+ * 30 renames of 30 busy; with none, the first one renamed). So FROM and its
+ * mounted clones are unmounted here first, the rename is retried with
+ * nothing mounted again between the tries (zfs-fuse's own teardown of FROM
+ * can still answer busy for a moment: retried for up to a minute), and the
+ * clones are mounted again after, renamed or not. */
 static int member_rename(const struct qvm_pool *pool, const char *from, const char *to,
                          struct qvm_error *err)
 {
-    int r = 0;
-    for (int tries = 0; tries < 12; tries++) {
-        r = is_zvol(pool) ? 0 : ds_unmount(from, err);
-        if (r == 0)
-            r = zfs_simple_busy(qvm_zfs_argv_rename(from, to), err);
+    char **clones = NULL;
+    size_t nclones = 0, unmounted = 0;
+    int r = is_zvol(pool) ? 0 : clones_mounted(pool, from, "yes", &clones, &nclones, err);
+    while (r == 0 && unmounted < nclones && (r = ds_unmount(clones[unmounted], err)) == 0)
+        unmounted++;
+    if (r == 0 && !is_zvol(pool))
+        r = ds_unmount(from, err);
+    for (int tries = 0; r == 0 && tries < 12; tries++) {
+        r = zfs_simple_busy(qvm_zfs_argv_rename(from, to), err);
         if (r != -EBUSY)
             break;
     }
@@ -2276,7 +2316,19 @@ static int member_rename(const struct qvm_pool *pool, const char *from, const ch
         rmdir(dir);
         free(dir);
         r = ds_mount(to, err);
+    } else if (r < 0 && !is_zvol(pool)) {
+        struct qvm_error e = { 0 };
+        ds_mount(from, &e);             /* as it was; the first failure is reported */
+        qvm_err_clear(&e);
     }
+    for (size_t i = 0; i < unmounted; i++) {
+        struct qvm_error e = { 0 };
+        int m = ds_mount(clones[i], r < 0 ? &e : err);
+        if (r == 0)
+            r = m;
+        qvm_err_clear(&e);
+    }
+    qvm_zfs_strv_free(clones, nclones);
     return r;
 }
 
@@ -2605,9 +2657,17 @@ static int zfs_snapshot_revert_undo(const struct qvm_pool *pool, const char *vm,
     }
     if (r == 0 && qvm_zfs_family_index(&f, staged) >= 0)
         r = member_destroy(pool, staged, err);
-    /* Killed between unmounting the disk and renaming it. */
+    /* Killed between unmounting the disk (or its clones, member_rename)
+     * and renaming it. */
     if (r == 0 && !is_zvol(pool))
         r = ds_mount(d, err);
+    char **unmounted = NULL;
+    size_t nunmounted = 0;
+    if (r == 0 && !is_zvol(pool))
+        r = clones_mounted(pool, d, "no", &unmounted, &nunmounted, err);
+    for (size_t i = 0; r == 0 && i < nunmounted; i++)
+        r = ds_mount(unmounted[i], err);
+    qvm_zfs_strv_free(unmounted, nunmounted);
     qvm_zfs_family_release(&f);
     free(d);
     free(staged);
