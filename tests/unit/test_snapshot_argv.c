@@ -126,6 +126,7 @@ static void open_pool_at(const char *mode, const char *mnt, struct qvm_pool *poo
 #define GET_FAMILY "zfs|get|-Hp|-r|-o|name,property,value|type,origin,createtxg,creation,volsize," \
                    "qvm:virtual-size|" V "\n"
 #define GET_ORIGINS "zfs|get|-Hp|-r|-o|name,property,value|origin|tank/qvm\n"
+#define GET_MOUNTED "zfs|get|-Hp|-r|-o|name,property,value|origin,mounted|tank/qvm\n"
 
 /* One snapshot's rows: createtxg, creation and size. */
 #define SNAP(ds, name, txg, size) \
@@ -459,18 +460,32 @@ static void test_dataset(void)
 
     char *prepared = xasprintf("%s" SNAP(D, "s1", "20", "65536")
                                MEMBER(D ":revert", "filesystem", D "@s1", "-"), disk_only);
+    /* disk0:revert, a clone of disk0@s1, is mounted: zfs rename would
+     * unmount it and rename at once, before zfs-fuse has let go of it. */
     reply(1, prepared, NULL, 0);
+    reply(2, D "\torigin\ttank/qvm/images/deb@v1\n" D "\tmounted\tyes\n"
+          D ":revert\torigin\t" D "@s1\n" D ":revert\tmounted\tyes\n"
+          "tank/qvm/vms/b/disk0\torigin\t" D "@s1\ntank/qvm/vms/b/disk0\tmounted\tno\n", NULL, 0);
     CHECK(d->snapshot_revert_swap(&pool, "web", "disk0", &err) == 0, "dataset revert_swap %s",
           err.msg);
-    CHECK_LOG(GET_FAMILY "zfs|unmount|" D "\nzfs|rename|" D "|" D ":old\nzfs|mount|" D ":old\n"
-              "zfs|unmount|" D ":revert\nzfs|rename|" D ":revert|" D "\nzfs|mount|" D "\n",
-              "dataset revert_swap: zfs-fuse renames no mounted dataset: unmount, rename, mount");
+    CHECK_LOG(GET_FAMILY GET_MOUNTED "zfs|unmount|" D ":revert\nzfs|unmount|" D "\n"
+              "zfs|rename|" D "|" D ":old\nzfs|mount|" D ":old\nzfs|mount|" D ":revert\n"
+              GET_MOUNTED "zfs|unmount|" D ":revert\nzfs|rename|" D ":revert|" D "\n"
+              "zfs|mount|" D "\n",
+              "dataset revert_swap: zfs-fuse renames no mounted dataset: the disk and its "
+              "mounted clones unmounted (not an unmounted one), rename, all mounted again");
     fake_reset();
     reply(1, prepared, NULL, 0);
-    reply(3, NULL, "cannot rename '" D "': dataset is busy\n", 1);
     reply(4, NULL, "cannot rename '" D "': dataset is busy\n", 1);
+    reply(5, NULL, "cannot rename '" D "': dataset is busy\n", 1);
     CHECK(d->snapshot_revert_swap(&pool, "web", "disk0", &err) == 0, "a busy rename is retried %s",
           err.msg);
+    CHECK_LOG(GET_FAMILY GET_MOUNTED "zfs|unmount|" D "\n"
+              "zfs|rename|" D "|" D ":old\nzfs|rename|" D "|" D ":old\nzfs|rename|" D "|" D ":old\n"
+              "zfs|mount|" D ":old\n"
+              GET_MOUNTED "zfs|unmount|" D ":revert\nzfs|rename|" D ":revert|" D "\n"
+              "zfs|mount|" D "\n",
+              "... only the rename: nothing is mounted again between the tries");
     fake_reset();
 
     const char *swapped = BUNDLE MEMBER(D, "filesystem", D ":old@s1", "-")
@@ -479,9 +494,19 @@ static void test_dataset(void)
     reply(1, swapped, NULL, 0);
     CHECK(d->snapshot_revert_undo(&pool, "web", "disk0", &err) == 0, "dataset revert_undo %s",
           err.msg);
-    CHECK_LOG(GET_FAMILY "zfs|destroy|" D "\nzfs|unmount|" D ":old\nzfs|rename|" D ":old|" D "\n"
-              "zfs|mount|" D "\nzfs|mount|" D "\n",
-              "dataset revert_undo: the clone goes, the disk is renamed back and mounted");
+    CHECK_LOG(GET_FAMILY "zfs|destroy|" D "\n" GET_MOUNTED "zfs|unmount|" D ":old\n"
+              "zfs|rename|" D ":old|" D "\nzfs|mount|" D "\nzfs|mount|" D "\n" GET_MOUNTED,
+              "dataset revert_undo: the clone goes, the disk is renamed back and mounted "
+              "(and any clone of it a kill left unmounted)");
+    fake_reset();
+    reply(1, swapped, NULL, 0);
+    reply(8, D ":h1\torigin\t" D "@s1\n" D ":h1\tmounted\tno\n", NULL, 0);
+    CHECK(d->snapshot_revert_undo(&pool, "web", "disk0", &err) == 0, "dataset revert_undo %s",
+          err.msg);
+    CHECK_LOG(GET_FAMILY "zfs|destroy|" D "\n" GET_MOUNTED "zfs|unmount|" D ":old\n"
+              "zfs|rename|" D ":old|" D "\nzfs|mount|" D "\nzfs|mount|" D "\n" GET_MOUNTED
+              "zfs|mount|" D ":h1\n",
+              "... a clone of the disk that a kill inside the rename left unmounted is mounted");
     fake_reset();
 
     reply(1, BUNDLE MEMBER(D, "filesystem", D ":h1@s1", "-") SNAP(D ":h1", "s1", "20", "65536")
