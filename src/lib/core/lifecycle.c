@@ -86,7 +86,6 @@ int qvm_vm_start_qemu(struct qvm_ctx *ctx, struct qvm_vm *vm, struct qvm_journal
     if (r < 0)
         return r;
     for (size_t i = 0; i < nics; i++) {
-        cfg.extra_macs[i] = i ? qvm_vm_nic_mac_of(vm, i) : NULL;
         if (taps[i] >= 0) {
             cfg.tap_fd[i] = 3 + (int)npass;     /* where qvm_run puts it in QEMU */
             pass[npass++] = taps[i];

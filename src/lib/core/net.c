@@ -280,13 +280,6 @@ static int lock_net(struct qvm_ctx *ctx, const char *name, struct qvm_error *err
     return qvm_lock_object(ctx->paths.lock_dir, "net", name, true, err);
 }
 
-static uint32_t name_hash(const char *s)
-{
-    uint32_t h = 2166136261u;          /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
-}
 
 /* The lease of VM with MAC on N; the caller holds N's lock. */
 static int lease_locked(const struct qvm_network *n, const char *vm, const char *mac, char *ip,
@@ -308,7 +301,7 @@ static int lease_locked(const struct qvm_network *n, const char *vm, const char 
         /* Hosts are gateway+1 .. broadcast-1; start where the name hashes
          * to, so a VM tends to get the same address on a rebuilt network. */
         uint32_t hosts = (1u << (32 - n->prefix)) - 3, pick = 0;
-        uint32_t start = name_hash(vm) % hosts;
+        uint32_t start = qvm_fnv1a(QVM_FNV1A_INIT, vm) % hosts;
         for (uint32_t k = 0; k < hosts && !pick; k++) {
             uint32_t cand = n->gateway + 1 + (start + k) % hosts;
             bool used = false;
@@ -744,9 +737,9 @@ void qvm_net_close_fds(int fds[], size_t n)
 int qvm_net_check_spec(struct qvm_ctx *ctx, const struct qvm_vm_spec *s, struct qvm_error *err)
 {
     for (size_t i = 0; i < qvm_spec_nic_count(s); i++) {
-        const struct qvm_net_spec *nic = i == 0 ? &s->net : &s->extra_nets[i - 1];
+        const struct qvm_net_spec *nic = qvm_spec_nic(s, i);
         for (size_t k = 0; k < i && nic->type == QVM_NET_NETWORK; k++) {
-            const struct qvm_net_spec *o = k == 0 ? &s->net : &s->extra_nets[k - 1];
+            const struct qvm_net_spec *o = qvm_spec_nic(s, k);
             if (o->type == QVM_NET_NETWORK && strcmp(o->source, nic->source) == 0 &&
                 qvm_net_exists(ctx, nic->source))
                 return qvm_err(err, EINVAL, "vm.network: NICs %zu and %zu are both on qvm network "
@@ -789,7 +782,7 @@ static void forget_unused(struct qvm_ctx *ctx, const struct qvm_vm *vm)
     const char *keep[QVM_SPEC_MAX_NICS];
     size_t nkeep = 0;
     for (size_t i = 0; i < qvm_spec_nic_count(&vm->spec); i++) {
-        const struct qvm_net_spec *nic = i == 0 ? &vm->spec.net : &vm->spec.extra_nets[i - 1];
+        const struct qvm_net_spec *nic = qvm_spec_nic(&vm->spec, i);
         if (nic->type == QVM_NET_NETWORK && nic->source)
             keep[nkeep++] = nic->source;
     }
@@ -802,7 +795,7 @@ int qvm_net_prepare_vm(struct qvm_ctx *ctx, const struct qvm_vm *vm, struct qvm_
 {
     int r = 0;
     for (size_t i = 0; i < qvm_spec_nic_count(&vm->spec) && r == 0; i++) {
-        const struct qvm_net_spec *nic = i == 0 ? &vm->spec.net : &vm->spec.extra_nets[i - 1];
+        const struct qvm_net_spec *nic = qvm_spec_nic(&vm->spec, i);
         struct qvm_network n;
         if (nic->type != QVM_NET_NETWORK || !qvm_net_exists(ctx, nic->source))
             continue;           /* a libvirt network */
@@ -824,7 +817,7 @@ int qvm_net_attach_vm(struct qvm_ctx *ctx, const struct qvm_vm *vm, int fds[], s
         fds[i] = -1;
     int r = 0;
     for (size_t i = 0; i < count && r == 0; i++) {
-        const struct qvm_net_spec *nic = i == 0 ? &s->net : &s->extra_nets[i - 1];
+        const struct qvm_net_spec *nic = qvm_spec_nic(s, i);
         if (nic->type != QVM_NET_NETWORK && nic->type != QVM_NET_BRIDGE)
             continue;
         char tap[16];

@@ -29,10 +29,6 @@
 #define RESTART_WINDOW_S 60
 #define RESTART_PAUSE_MS 30000   /* ... then a pause before the next */
 
-static char *in_dir(const char *dir, const char *file)
-{
-    return xasprintf("%s/%s", dir, file);
-}
 
 /* The pid in PATH if the process holding PATH's lock is alive. A lock
  * nobody holds means whoever wrote the pid is gone. */
@@ -54,7 +50,7 @@ static pid_t locked_pid(const char *path)
 
 static pid_t dnsmasq_pid(const char *dir)
 {
-    char *path = in_dir(dir, "dnsmasq.pid");
+    char *path = qvm_path_join(dir, "dnsmasq.pid");
     char *text = NULL;
     size_t len;
     pid_t pid = 0;
@@ -66,7 +62,7 @@ static pid_t dnsmasq_pid(const char *dir)
         return 0;
     char *cmd = qvm_process_cmdline(pid, 4096);
     /* Ours only if its command line names this network's hosts file. */
-    char *mark = in_dir(dir, "dhcp-hosts");
+    char *mark = qvm_path_join(dir, "dhcp-hosts");
     bool ours = cmd && strstr(cmd, "dnsmasq") && strstr(cmd, mark);
     free(mark);
     free(cmd);
@@ -75,7 +71,7 @@ static pid_t dnsmasq_pid(const char *dir)
 
 void qvm_net_dhcp_pids(const struct qvm_network *n, pid_t *ret_supervisor, pid_t *ret_dnsmasq)
 {
-    char *sup = in_dir(n->dir, "supervisor.pid");
+    char *sup = qvm_path_join(n->dir, "supervisor.pid");
     *ret_supervisor = locked_pid(sup);
     *ret_dnsmasq = dnsmasq_pid(n->dir);
     free(sup);
@@ -194,7 +190,7 @@ int qvm_net_dhcp_start(struct qvm_ctx *ctx, const struct qvm_network *n, struct 
     if (len <= 0)
         return qvm_err_errno(err, errno, "cannot find qvm's own executable");
     exe[len] = '\0';
-    char *log = in_dir(n->dir, "dnsmasq.log");
+    char *log = qvm_path_join(n->dir, "dnsmasq.log");
     if (!sup) {
         const char *argv[8];
         size_t i = 0;
@@ -273,7 +269,7 @@ static void stop_pid(pid_t pid)
 
 void qvm_net_dhcp_stop(const char *net_dir)
 {
-    char *sup = in_dir(net_dir, "supervisor.pid");
+    char *sup = qvm_path_join(net_dir, "supervisor.pid");
     stop_pid(locked_pid(sup));     /* it stops its dnsmasq */
     stop_pid(dnsmasq_pid(net_dir)); /* read again (pid and command line): an orphan of a killed supervisor */
     free(sup);
@@ -319,7 +315,7 @@ static pid_t spawn_dnsmasq(const struct qvm_network *n)
     }
     qvm_argv_free(argv);
     if (pid > 0) {
-        char *path = in_dir(n->dir, "dnsmasq.pid");
+        char *path = qvm_path_join(n->dir, "dnsmasq.pid");
         char buf[32];
         int len = snprintf(buf, sizeof buf, "%d\n", (int)pid);
         qvm_write_file_atomic(path, buf, (size_t)len, 0644, NULL);
@@ -334,7 +330,7 @@ int qvm_net_supervise(struct qvm_ctx *ctx, const char *name, struct qvm_error *e
     int r = qvm_net_load(ctx, name, &n, err);
     if (r < 0)
         return r;
-    char *pidpath = in_dir(n.dir, "supervisor.pid"), *json = in_dir(n.dir, "net.json");
+    char *pidpath = qvm_path_join(n.dir, "supervisor.pid"), *json = qvm_path_join(n.dir, "net.json");
     int lock = open(pidpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) < 0) {
         r = lock < 0 ? qvm_err_errno(err, errno, "cannot open %s", pidpath) : 0;  /* one runs */
@@ -426,7 +422,7 @@ int qvm_net_supervise(struct qvm_ctx *ctx, const char *name, struct qvm_error *e
             waitpid(child, NULL, 0);
         }
     }
-    char *dpid = in_dir(n.dir, "dnsmasq.pid");
+    char *dpid = qvm_path_join(n.dir, "dnsmasq.pid");
     unlink(dpid);
     free(dpid);
     say(name, "supervisor stopped");

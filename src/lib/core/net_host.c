@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "util/fsutil.h"
+#include "util/names.h"
 #include "util/strbuf.h"
 #include "util/subprocess.h"
 
@@ -254,10 +255,7 @@ bool qvm_net_overlaps_host(uint32_t subnet, unsigned prefix, char *what, size_t 
 
 void qvm_net_tap_name(const char *vm, unsigned index, char *buf)
 {
-    uint32_t h = 2166136261u;          /* FNV-1a */
-    for (const char *p = vm; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    snprintf(buf, 16, "qvm%08xn%u", h, index % 100);
+    snprintf(buf, 16, "qvm%08xn%u", qvm_fnv1a(QVM_FNV1A_INIT, vm), index % 100);
 }
 
 int qvm_net_tap_open(const char *ifname, const char *bridge, int *ret_fd, struct qvm_error *err)

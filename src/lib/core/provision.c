@@ -309,8 +309,7 @@ static void print_plan(struct qvm_ctx *ctx, const struct qvm_vm *vm, const struc
     };
     int fd = 3;     /* the taps are opened at start, and passed as 3, 4, ... */
     for (size_t i = 0; i < qvm_spec_nic_count(&vm->spec); i++) {
-        const struct qvm_net_spec *n = qvm_spec_nic((struct qvm_vm_spec *)&vm->spec, i);
-        cfg.extra_macs[i] = i ? n->mac : NULL;
+        const struct qvm_net_spec *n = qvm_spec_nic(&vm->spec, i);
         if (n->type == QVM_NET_NETWORK || n->type == QVM_NET_BRIDGE)
             cfg.tap_fd[i] = fd++;
     }

@@ -118,17 +118,11 @@ void qvm_vm_nic_mac(const char *pool, const char *name, unsigned index, char *bu
 {
     /* FNV-1a over "pool/name" (and "#INDEX" past the first NIC): stable
      * across hosts, so a replicated bundle keeps its MACs. */
-    uint32_t h = 2166136261u;
-    for (const char *s = pool; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    h = (h ^ '/') * 16777619u;
-    for (const char *s = name; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
+    uint32_t h = qvm_fnv1a(qvm_fnv1a(qvm_fnv1a(QVM_FNV1A_INIT, pool), "/"), name);
     if (index > 0) {
         char idx[16];
         snprintf(idx, sizeof idx, "#%u", index);
-        for (const char *s = idx; *s; s++)
-            h = (h ^ (unsigned char)*s) * 16777619u;
+        h = qvm_fnv1a(h, idx);
     }
     snprintf(buf, 18, "52:54:00:%02x:%02x:%02x", (h >> 16) & 0xff, (h >> 8) & 0xff, h & 0xff);
 }

@@ -253,7 +253,7 @@ static void push_seed(struct argv_list *l, const char *seed)
 
 static void push_nic(struct argv_list *l, const struct qvm_qemu_config *cfg, size_t i)
 {
-    const struct qvm_net_spec *n = qvm_spec_nic((struct qvm_vm_spec *)cfg->spec, i);
+    const struct qvm_net_spec *n = qvm_spec_nic(cfg->spec, i);
     push(l, "-netdev");
     if (n->type == QVM_NET_NETWORK || n->type == QVM_NET_BRIDGE)
         pushf(l, "tap,id=net%zu,fd=%d", i, cfg->tap_fd[i]);
@@ -262,8 +262,7 @@ static void push_nic(struct argv_list *l, const struct qvm_qemu_config *cfg, siz
     else
         pushf(l, "user,id=net%zu", i);
 
-    const char *mac = i == 0 ? (cfg->mac ? cfg->mac : n->mac)
-                             : (cfg->extra_macs[i] ? cfg->extra_macs[i] : n->mac);
+    const char *mac = i == 0 && cfg->mac ? cfg->mac : n->mac;
     struct strbuf sb = STRBUF_INIT;
     strbuf_addf(&sb, "%s,netdev=net%zu", nic_model(n->model), i);
     if (mac)

@@ -35,7 +35,6 @@ struct qvm_qemu_config {
     const char *vnc_socket;       /* used when graphics is vnc */
     const char *pid_file;
     const char *mac;              /* resolved MAC for the first NIC */
-    const char *extra_macs[QVM_SPEC_MAX_NICS];  /* NIC I's (I >= 1) at [I]; NULL: the spec's */
     int tap_fd[QVM_SPEC_MAX_NICS];  /* NIC I's tap, as the fd number QEMU gets; 0: none */
     int ssh_port;                 /* resolved host port forwarded to guest 22, 0 = none */
 };

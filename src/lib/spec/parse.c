@@ -187,7 +187,7 @@ void qvm_spec_release(struct qvm_vm_spec *spec)
         qvm_disk_spec_release(&spec->data_disks[i]);
     free(spec->data_disks);
     for (size_t i = 0; i < qvm_spec_nic_count(spec); i++) {
-        struct qvm_net_spec *n = qvm_spec_nic(spec, i);
+        struct qvm_net_spec *n = qvm_spec_nic_mut(spec, i);
         free(n->model);
         free(n->mac);
         free(n->source);

@@ -115,7 +115,12 @@ static inline size_t qvm_spec_nic_count(const struct qvm_vm_spec *s)
     return 1 + s->nextra_nets;
 }
 
-static inline struct qvm_net_spec *qvm_spec_nic(struct qvm_vm_spec *s, size_t i)
+static inline const struct qvm_net_spec *qvm_spec_nic(const struct qvm_vm_spec *s, size_t i)
+{
+    return i == 0 ? &s->net : &s->extra_nets[i - 1];
+}
+
+static inline struct qvm_net_spec *qvm_spec_nic_mut(struct qvm_vm_spec *s, size_t i)
 {
     return i == 0 ? &s->net : &s->extra_nets[i - 1];
 }

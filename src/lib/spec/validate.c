@@ -854,7 +854,7 @@ static int h_network(struct spec_ctx *c, const struct spec_node *val, const char
         snprintf(sub, sizeof sub, "%s[%zu]", path, i);
         if (i > 0)
             s->nextra_nets = i;
-        c->nic = qvm_spec_nic(s, i);
+        c->nic = qvm_spec_nic_mut(s, i);
         int r = one_nic(c, val->kids[i], sub, s, i == 0);
         if (r < 0)
             return r;
@@ -964,6 +964,6 @@ int spec_vm(struct spec_ctx *c, const struct spec_node *root, struct qvm_vm_spec
         return r;
     for (size_t i = 0; i < qvm_spec_nic_count(s); i++)
         if (!qvm_spec_nic(s, i)->model)
-            qvm_spec_nic(s, i)->model = xstrdup("virtio");
+            qvm_spec_nic_mut(s, i)->model = xstrdup("virtio");
     return 0;
 }

@@ -5,6 +5,7 @@
 #define QVM_NAMES_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "error.h"
 
@@ -22,6 +23,11 @@ int qvm_name_check(const char *kind, const char *name, struct qvm_error *err);
  * Buffers are QVM_NAME_MAX+1 bytes. */
 int qvm_image_ref_parse(const char *ref, char *ret_image, char *ret_version,
                         struct qvm_error *err);
+
+/* FNV-1a of S, continuing from H (start with QVM_FNV1A_INIT): stable
+ * across hosts, for names derived from names (MACs, tap devices, leases). */
+#define QVM_FNV1A_INIT 2166136261u
+uint32_t qvm_fnv1a(uint32_t h, const char *s);
 
 /* "52:54:00:12:34:56": six lower- or upper-case hex octets with colons, a
  * unicast address, not all zero (what the spec accepts, also on load). */
