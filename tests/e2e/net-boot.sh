@@ -57,7 +57,16 @@ if [ -e "$nss_dir/libnss_qvm.so.2" ]; then
     mkdir -p "/etc/netns/$NS"
     sed 's/^hosts:.*/hosts: files qvm dns/' /etc/nsswitch.conf >"/etc/netns/$NS/nsswitch.conf"
 fi
-byname() { LD_LIBRARY_PATH=$nss_dir ip netns exec "$NS" "$@"; }
+# An ASan build's module needs the sanitizer runtimes loaded first in the
+# programs that load it (getent, ping, ssh), and their own leaks are not ours.
+nss_preload=
+if [ "$have_nss" = 1 ] && readelf -d "$nss_dir/libnss_qvm.so.2" | grep -q libasan; then
+    nss_preload="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
+fi
+byname() {
+    LD_LIBRARY_PATH=$nss_dir LD_PRELOAD=$nss_preload ASAN_OPTIONS=detect_leaks=0 \
+        ip netns exec "$NS" "$@"
+}
 net_state() {
     ip -n "$NS" -br link | awk '{print $1}' | grep -v -e '^lo$' -e "^vh$$" | sort
     inns nft list ruleset
