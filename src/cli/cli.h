@@ -56,6 +56,10 @@ void cli_human_size(unsigned long long bytes, char *buf, size_t len);
 /* Handles a common option; returns true if C was one. */
 bool cli_common_option(struct cli *cli, int c, const char *arg);
 
+/* For a command that takes only the common options: parses them and returns
+ * the number of operands left from argv[optind], or -1 on an unknown option. */
+int cli_operand_count(struct cli *cli, int argc, char **argv);
+
 extern const struct cli_command cmd_pool, cmd_image, cmd_up, cmd_ls, cmd_start, cmd_stop, cmd_rm,
     cmd_console, cmd_exec, cmd_wait, cmd_doctor;
 /* issue 4, control: */

@@ -134,12 +134,10 @@ static int run_edit(struct cli *cli, int argc, char **argv)
 
 static int run_resize(struct cli *cli, int argc, char **argv)
 {
-    static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
-    int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
-        if (!cli_common_option(cli, c, optarg))
-            return cli_usage(&cmd_resize, "unknown option");
-    if (argc - optind != 3)
+    int nargs = cli_operand_count(cli, argc, argv);
+    if (nargs < 0)
+        return cli_usage(&cmd_resize, "unknown option");
+    if (nargs != 3)
         return cli_usage(&cmd_resize, "expected a VM name, a disk name and a size");
     if (cli_open(cli))
         return 1;

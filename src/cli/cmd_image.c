@@ -43,12 +43,10 @@ static int image_import(struct cli *cli, int argc, char **argv)
 
 static int image_ls(struct cli *cli, int argc, char **argv)
 {
-    static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
-    int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
-        if (!cli_common_option(cli, c, optarg))
-            return cli_usage(&cmd_image, "unknown option");
-    if (optind != argc)
+    int nargs = cli_operand_count(cli, argc, argv);
+    if (nargs < 0)
+        return cli_usage(&cmd_image, "unknown option");
+    if (nargs != 0)
         return cli_usage(&cmd_image, "ls takes no arguments");
     if (cli_open(cli))
         return 1;

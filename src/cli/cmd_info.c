@@ -278,12 +278,10 @@ static json_object *to_json(const struct qvm_vm_info *in, const struct nic_view 
 
 static int run_info(struct cli *cli, int argc, char **argv)
 {
-    static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
-    int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
-        if (!cli_common_option(cli, c, optarg))
-            return cli_usage(&cmd_info, "unknown option");
-    if (argc - optind != 1)
+    int nargs = cli_operand_count(cli, argc, argv);
+    if (nargs < 0)
+        return cli_usage(&cmd_info, "unknown option");
+    if (nargs != 1)
         return cli_usage(&cmd_info, "expected one VM name");
     if (cli_open(cli))
         return 1;

@@ -44,13 +44,10 @@ static int net_create(struct cli *cli, int argc, char **argv)
 
 static int net_rm(struct cli *cli, int argc, char **argv)
 {
-    static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
-    int c;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
-        if (!cli_common_option(cli, c, optarg))
-            return cli_usage(&cmd_net, "unknown option");
-    if (argc - optind < 1)
+    int nargs = cli_operand_count(cli, argc, argv);
+    if (nargs < 0)
+        return cli_usage(&cmd_net, "unknown option");
+    if (nargs < 1)
         return cli_usage(&cmd_net, "net rm takes network names");
     if (cli_open(cli))
         return 1;
@@ -69,19 +66,16 @@ static int net_rm(struct cli *cli, int argc, char **argv)
 
 static int net_up(struct cli *cli, int argc, char **argv)
 {
-    static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
-    int c;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
-        if (!cli_common_option(cli, c, optarg))
-            return cli_usage(&cmd_net, "unknown option");
+    int nargs = cli_operand_count(cli, argc, argv);
+    if (nargs < 0)
+        return cli_usage(&cmd_net, "unknown option");
     if (cli_open(cli))
         return 1;
     struct qvm_error err = { 0 };
     char **names = NULL;
     size_t nn = 0;
     int r = 0;
-    if (argc - optind == 0) {
+    if (nargs == 0) {
         r = qvm_net_list_names(&cli->ctx, &names, &nn, &err);
     } else {
         for (int i = optind; i < argc; i++) {
@@ -107,13 +101,10 @@ static int net_up(struct cli *cli, int argc, char **argv)
 
 static int net_ls(struct cli *cli, int argc, char **argv)
 {
-    static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
-    int c;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
-        if (!cli_common_option(cli, c, optarg))
-            return cli_usage(&cmd_net, "unknown option");
-    if (argc - optind != 0)
+    int nargs = cli_operand_count(cli, argc, argv);
+    if (nargs < 0)
+        return cli_usage(&cmd_net, "unknown option");
+    if (nargs != 0)
         return cli_usage(&cmd_net, "net ls takes no arguments");
     if (cli_open(cli))
         return 1;

@@ -57,11 +57,9 @@ static int pool_add(struct cli *cli, int argc, char **argv)
 
 static int pool_ls(struct cli *cli, int argc, char **argv)
 {
-    static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
-    int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
-        if (!cli_common_option(cli, c, optarg))
-            return cli_usage(&cmd_pool, "unknown option");
+    int nargs = cli_operand_count(cli, argc, argv);
+    if (nargs < 0)
+        return cli_usage(&cmd_pool, "unknown option");
     if (cli_open(cli))
         return 1;
     struct qvm_error err = { 0 };
@@ -117,12 +115,10 @@ static int pool_ls(struct cli *cli, int argc, char **argv)
 
 static int pool_rm(struct cli *cli, int argc, char **argv)
 {
-    static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
-    int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
-        if (!cli_common_option(cli, c, optarg))
-            return cli_usage(&cmd_pool, "unknown option");
-    if (argc - optind != 1)
+    int nargs = cli_operand_count(cli, argc, argv);
+    if (nargs < 0)
+        return cli_usage(&cmd_pool, "unknown option");
+    if (nargs != 1)
         return cli_usage(&cmd_pool, "rm needs one pool NAME");
     if (cli_open(cli))
         return 1;

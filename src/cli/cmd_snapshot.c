@@ -9,20 +9,9 @@
 #include "core/clone.h"
 #include "core/snapshot.h"
 
-/* Common options only; the remaining argument count, or -1. */
-static int plain_args(struct cli *cli, int argc, char **argv)
-{
-    static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
-    int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
-        if (!cli_common_option(cli, c, optarg))
-            return -1;
-    return argc - optind;
-}
-
 static int snapshot_create(struct cli *cli, int argc, char **argv)
 {
-    int n = plain_args(cli, argc, argv);
+    int n = cli_operand_count(cli, argc, argv);
     if (n != 2)
         return cli_usage(&cmd_snapshot, n < 0 ? "unknown option" : "expected NAME and SNAP");
     const char *name = argv[optind], *snap = argv[optind + 1];
@@ -42,7 +31,7 @@ static int snapshot_create(struct cli *cli, int argc, char **argv)
 
 static int snapshot_ls(struct cli *cli, int argc, char **argv)
 {
-    int n = plain_args(cli, argc, argv);
+    int n = cli_operand_count(cli, argc, argv);
     if (n != 1)
         return cli_usage(&cmd_snapshot, n < 0 ? "unknown option" : "ls needs one VM NAME");
     const char *name = argv[optind];
@@ -84,7 +73,7 @@ static int snapshot_ls(struct cli *cli, int argc, char **argv)
 
 static int snapshot_rm(struct cli *cli, int argc, char **argv)
 {
-    int n = plain_args(cli, argc, argv);
+    int n = cli_operand_count(cli, argc, argv);
     if (n != 2)
         return cli_usage(&cmd_snapshot, n < 0 ? "unknown option" : "rm needs NAME and SNAP");
     if (cli_open(cli))
@@ -113,7 +102,7 @@ static int run_snapshot(struct cli *cli, int argc, char **argv)
 
 static int run_revert(struct cli *cli, int argc, char **argv)
 {
-    int n = plain_args(cli, argc, argv);
+    int n = cli_operand_count(cli, argc, argv);
     if (n != 2)
         return cli_usage(&cmd_revert, n < 0 ? "unknown option" : "expected NAME and SNAP");
     if (cli_open(cli))

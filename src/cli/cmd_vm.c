@@ -25,20 +25,9 @@
     "If another qvm command is working on the VM, waits up to " XSTR(QVM_LOCK_TIMEOUT_S) " s for it\n" \
     "(QVM_LOCK_TIMEOUT=SECONDS changes that), then fails naming that command.\n"
 
-/* Parses common options only and returns the remaining argument count. */
-static int simple_args(struct cli *cli, const struct cli_command *cmd, int argc, char **argv)
-{
-    static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
-    int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
-        if (!cli_common_option(cli, c, optarg))
-            return -1;
-    return argc - optind;
-}
-
 static int run_ls(struct cli *cli, int argc, char **argv)
 {
-    int n = simple_args(cli, &cmd_ls, argc, argv);
+    int n = cli_operand_count(cli, argc, argv);
     if (n != 0)
         return cli_usage(&cmd_ls, n < 0 ? "unknown option" : "ls takes no arguments");
     if (cli_open(cli))
@@ -205,7 +194,7 @@ static int run_restart(struct cli *cli, int argc, char **argv)
 
 static int run_pause_resume(struct cli *cli, const struct cli_command *cmd, int argc, char **argv)
 {
-    int n = simple_args(cli, cmd, argc, argv);
+    int n = cli_operand_count(cli, argc, argv);
     if (n != 1)
         return cli_usage(cmd, n < 0 ? "unknown option" : "expected one VM name");
     if (cli_open(cli))
@@ -231,7 +220,7 @@ static int run_resume(struct cli *cli, int argc, char **argv)
 
 static int run_rm(struct cli *cli, int argc, char **argv)
 {
-    int n = simple_args(cli, &cmd_rm, argc, argv);
+    int n = cli_operand_count(cli, argc, argv);
     if (n < 1)
         return cli_usage(&cmd_rm, n < 0 ? "unknown option" : "expected a VM name");
     if (cli_open(cli))
@@ -248,7 +237,7 @@ static int run_rm(struct cli *cli, int argc, char **argv)
 
 static int run_console(struct cli *cli, int argc, char **argv)
 {
-    int n = simple_args(cli, &cmd_console, argc, argv);
+    int n = cli_operand_count(cli, argc, argv);
     if (n != 1)
         return cli_usage(&cmd_console, n < 0 ? "unknown option" : "expected one VM name");
     if (cli_open(cli))

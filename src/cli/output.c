@@ -1,3 +1,4 @@
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -104,4 +105,15 @@ bool cli_common_option(struct cli *cli, int c, const char *arg)
     case 0x103: cli->root = arg; return true;
     default: return false;
     }
+}
+
+int cli_operand_count(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
+    int c;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
+        if (!cli_common_option(cli, c, optarg))
+            return -1;
+    return argc - optind;
 }
