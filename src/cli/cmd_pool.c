@@ -60,6 +60,8 @@ static int pool_ls(struct cli *cli, int argc, char **argv)
     int nargs = cli_operand_count(cli, argc, argv);
     if (nargs < 0)
         return cli_usage(&cmd_pool, "unknown option");
+    if (nargs != 0)
+        return cli_usage(&cmd_pool, "ls takes no arguments");
     if (cli_open(cli))
         return 1;
     struct qvm_error err = { 0 };

@@ -91,6 +91,15 @@ assert nets["auto"]["subnet"] == "10.200.0.0/24"
 for n in nets.values():
     assert n["state"] == "up" and n["dnsmasq_pid"] > 0 and n["supervisor_pid"] > 0 and n["nat"] and n["bridge_up"], n
 PY
+# The next pick skips both another network's subnet and one the host uses itself.
+inns ip link add qvmtv0 type veth peer name qvmtv1 && inns ip addr add 10.200.1.1/24 dev qvmtv0
+run_qvm net create auto2
+[ "$rc" = 0 ] && grep -q "10.200.2.0/24" <<<"$err$out" &&
+    ok "without --subnet: skips network auto's 10.200.0.0/24 and the host's 10.200.1.0/24" ||
+    { not_ok "auto subnet past used ones"; echo "$out$err" | diag; }
+run_qvm net rm auto2
+[ "$rc" = 0 ] || { not_ok "net rm auto2"; echo "$err" | diag; }
+inns ip link del qvmtv0
 
 # --- supervision ---------------------------------------------------------------------
 pid1=$("$QVM" net ls --json | python3 -c 'import json,sys; print([n for n in json.load(sys.stdin) if n["name"]=="lan"][0]["dnsmasq_pid"])')

@@ -151,5 +151,13 @@ run_qvm frobnicate
 [ "$rc" = 1 ] && grep -q "unknown command 'frobnicate'" <<<"$err" && ok "unknown command" || not_ok "unknown command"
 run_qvm up --help
 [ "$rc" = 0 ] && grep -q "Usage: qvm up" <<<"$out" && grep -q "Examples:" <<<"$out" && ok "up --help prints the manual" || not_ok "help"
+# Commands with only the common options share one parser: each names its own misuse.
+for args in "pool ls extra|qvm pool: ls takes no arguments" "net ls extra|qvm net: net ls takes no arguments" \
+            "info --frob x|qvm info: unknown option" "info|qvm info: expected one VM name" \
+            "ls --json extra|Usage: qvm ls" "resize a b|qvm resize: expected a VM name"; do
+    run_qvm ${args%%|*}
+    [ "$rc" = 1 ] && grep -q "${args#*|}" <<<"$err" && [ -z "$out" ] && ok "qvm ${args%%|*}: usage error, exit 1" ||
+        { not_ok "qvm ${args%%|*}"; echo "$err" | diag; }
+done
 expect_error "an invalid VM name is refused at the edge" "stopping virtual machine" "invalid VM name '../etc'" stop ../etc
 done_testing

@@ -506,7 +506,9 @@ void qvm_net_down(struct qvm_ctx *ctx, const char *name, struct strbuf *failed)
     free(dir);
 }
 
-/* The first 10.200.N.0/24 that neither the host nor another network uses. */
+/* The first 10.200.N.0/24 that neither the host nor another network uses.
+ * Other networks are read once and checked first: they are cheap, and only a
+ * candidate they leave free costs the look at the host's addresses and routes. */
 static int pick_subnet(struct qvm_ctx *ctx, uint32_t *ret, struct qvm_error *err)
 {
     char **names;
@@ -514,29 +516,34 @@ static int pick_subnet(struct qvm_ctx *ctx, uint32_t *ret, struct qvm_error *err
     int r = qvm_net_list_names(ctx, &names, &nn, err);
     if (r < 0)
         return r;
+    struct { uint32_t net, mask; } *used = xcalloc(nn ? nn : 1, sizeof *used);
+    size_t nused = 0;
+    for (size_t i = 0; i < nn; i++) {
+        struct qvm_network o;
+        if (qvm_net_load(ctx, names[i], &o, NULL) == 0) {
+            uint32_t mask = 0xffffffffu << (32 - (o.prefix < 24 ? o.prefix : 24));
+            used[nused].mask = mask;
+            used[nused++].net = o.subnet & mask;
+            qvm_net_release(&o);
+        }
+        free(names[i]);
+    }
+    free(names);
     r = qvm_err(err, EADDRNOTAVAIL, "no free subnet in 10.200.0.0/16: give one with --subnet");
     for (uint32_t k = 0; k < 256; k++) {
         uint32_t cand = (10u << 24) | (200u << 16) | (k << 8);
+        bool taken = false;
+        for (size_t i = 0; i < nused && !taken; i++)
+            taken = (cand & used[i].mask) == used[i].net;
         char what[128];
-        bool taken = qvm_net_overlaps_host(cand, 24, what, sizeof what);
-        for (size_t i = 0; i < nn && !taken; i++) {
-            struct qvm_network o;
-            if (qvm_net_load(ctx, names[i], &o, NULL) == 0) {
-                uint32_t mask = 0xffffffffu << (32 - (o.prefix < 24 ? o.prefix : 24));
-                taken = (o.subnet & mask) == (cand & mask);
-                qvm_net_release(&o);
-            }
-        }
-        if (!taken) {
+        if (!taken && !qvm_net_overlaps_host(cand, 24, what, sizeof what)) {
             *ret = cand;
             qvm_err_clear(err);
             r = 0;
             break;
         }
     }
-    for (size_t i = 0; i < nn; i++)
-        free(names[i]);
-    free(names);
+    free(used);
     return r;
 }
 
